@@ -1,0 +1,72 @@
+//! Per-CPU counters, summed by the daemon when it is asked.
+
+/// One counter row: packets, bytes and new flows of a (rule, service, group, action).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    pub rule: u16,
+    pub service: u16,
+    pub group: u16,
+    /// The effective action: what happened to the packets (`action::*`).
+    pub action: u8,
+    pub _pad: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+/// Indices of the parse-failure array: why a packet could not be read.
+pub mod parse_failure {
+    pub const TRUNCATED_ETHERNET: u32 = 0;
+    pub const TRUNCATED_VLAN: u32 = 1;
+    pub const TOO_MANY_VLAN_TAGS: u32 = 2;
+    pub const TRUNCATED_PPPOE: u32 = 3;
+    pub const TRUNCATED_IPV4: u32 = 4;
+    pub const BAD_IPV4_HEADER: u32 = 5;
+    pub const TRUNCATED_IPV6: u32 = 6;
+    pub const TOO_MANY_IPV6_EXT_HEADERS: u32 = 7;
+    pub const TRUNCATED_IPV6_EXT_HEADER: u32 = 8;
+    pub const TRUNCATED_TRANSPORT: u32 = 9;
+    pub const COUNT: u32 = 10;
+    /// Prometheus label values, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "truncated_ethernet",
+        "truncated_vlan",
+        "too_many_vlan_tags",
+        "truncated_pppoe",
+        "truncated_ipv4",
+        "bad_ipv4_header",
+        "truncated_ipv6",
+        "too_many_ipv6_ext_headers",
+        "truncated_ipv6_ext_header",
+        "truncated_transport",
+    ];
+}
+
+/// Indices of the datapath statistics array.
+pub mod stat {
+    /// Packets the program looked at.
+    pub const PACKETS: u32 = 0;
+    /// Frames that are not IP (ARP, LLDP...): always passed.
+    pub const NOT_IP: u32 = 1;
+    /// Flow events dropped because the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 2;
+    /// Counter rows that could not be created because the counter map was full.
+    pub const COUNTER_ROWS_FULL: u32 = 3;
+    /// Flows that could not be remembered (map update failed).
+    pub const FLOW_INSERT_FAILED: u32 = 4;
+    /// Decisions taken again because a policy swap happened during the decision.
+    pub const DECISION_RETRIED: u32 = 5;
+    /// Packets seen before any policy was applied (the failure behaviour decided).
+    pub const NO_POLICY: u32 = 6;
+    /// IP fragments after the first one, classified by address only.
+    pub const FRAGMENTS: u32 = 7;
+    /// Unparsable packets that the unparsed action blocked.
+    pub const UNPARSED_BLOCKED: u32 = 8;
+    pub const COUNT: u32 = 9;
+}

@@ -1,0 +1,51 @@
+//! The flow cache: what the kernel remembers of each connection.
+
+/// A connection, oriented from the local side (the internal host) to the remote side (the
+/// service), whichever direction the packet travels, so that both directions share one entry.
+/// IPv4 addresses sit in the first 4 bytes of the 16, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// The evidence (which service, how recognised) is kept apart from the verdict (which rule,
+/// which action, under which policy generation): a new policy re-decides from the evidence.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    // Evidence.
+    pub service: u32,
+    pub evidence: u32,
+    /// Destination classes (country, jurisdiction) that came with the service's prefix.
+    pub classes: u64,
+    pub group: u32,
+    // Verdict.
+    pub generation: u32,
+    pub rule: u32,
+    /// The action the rule asked for.
+    pub action: u32,
+    /// Bits of `flags` below.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// `FlowEntry::flags` and `FlowEvent::flags` bits.
+pub mod flags {
+    /// The verdict lets the packet through although the rule blocks: monitor mode.
+    pub const MONITOR_MODE: u32 = 1;
+    /// The flow's first packet came from the remote side.
+    pub const FROM_REMOTE: u32 = 1 << 1;
+    /// The event reports a flow re-decided after a policy swap, not a new flow.
+    pub const REDECIDED: u32 = 1 << 2;
+    /// The packet was an IP fragment after the first one: ports are unknown (zero).
+    pub const FRAGMENT: u32 = 1 << 3;
+}

@@ -1,0 +1,31 @@
+//! Sizes of the kernel maps and bounds of the kernel's loops, in one place so that the daemon
+//! validates a policy against exactly what the kernel can hold.
+
+/// Rules per policy; the kernel walks them in a loop bounded by this constant.
+pub const MAX_RULES: u32 = 64;
+/// Service identifiers are 1..MAX_SERVICES-1; 0 means "no service recognised".
+pub const MAX_SERVICES: u32 = 128;
+/// Source-group identifiers are 1..MAX_GROUPS-1; 0 means "in no group".
+pub const MAX_GROUPS: u32 = 64;
+/// Country or jurisdiction classes a destination can carry (bits of a u64).
+pub const MAX_CLASSES: u32 = 64;
+/// Two policy slots: one active, one being written (see `policy::ActivePolicy`).
+pub const SLOTS: u32 = 2;
+
+/// Destination prefixes over both slots, IPv4 and IPv6 each.
+pub const DST_PREFIX_CAPACITY: u32 = 1 << 19;
+/// Source-group prefixes over both slots, IPv4 and IPv6 each.
+pub const SRC_PREFIX_CAPACITY: u32 = 1 << 14;
+/// Flows remembered at once; the least recently used is forgotten first.
+pub const FLOW_CAPACITY: u32 = 1 << 18;
+/// Distinct (rule, service, group, action) counter rows.
+pub const COUNTER_CAPACITY: u32 = 1 << 14;
+/// Bytes of the flow-event ring buffer (a power of two, a multiple of the page size).
+pub const EVENT_RING_BYTES: u32 = 1 << 20;
+
+/// VLAN tags parsed (802.1Q and 802.1ad, QinQ).
+pub const MAX_VLAN_TAGS: u32 = 2;
+/// IPv6 extension headers walked before the packet counts as unparsable.
+pub const MAX_IPV6_EXT_HEADERS: u32 = 6;
+/// Times a packet re-decides when a policy swap happened while it was deciding.
+pub const MAX_DECIDE_ATTEMPTS: u32 = 3;

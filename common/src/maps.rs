@@ -1,0 +1,46 @@
+//! Map names, shared so that the daemon finds what the kernel declared (at most 15 bytes).
+
+pub const ACTIVE_POLICY: &str = "ACTIVE_POLICY";
+pub const SETTINGS: &str = "SETTINGS";
+pub const RULES: &str = "RULES";
+pub const DST_V4: &str = "DST_V4";
+pub const DST_V6: &str = "DST_V6";
+pub const SRC_V4: &str = "SRC_V4";
+pub const SRC_V6: &str = "SRC_V6";
+pub const FLOWS: &str = "FLOWS";
+pub const COUNTERS: &str = "COUNTERS";
+pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
+pub const STATS: &str = "STATS";
+pub const EVENTS: &str = "EVENTS";
+
+/// Every map, in the order the daemon pins them.
+pub const ALL: [&str; 12] = [
+    ACTIVE_POLICY,
+    SETTINGS,
+    RULES,
+    DST_V4,
+    DST_V6,
+    SRC_V4,
+    SRC_V6,
+    FLOWS,
+    COUNTERS,
+    PARSE_FAILURES,
+    STATS,
+    EVENTS,
+];
+
+/// Program names (the Rust function names in the eBPF crate).
+pub mod programs {
+    /// Outbound traffic on XDP (the LAN-facing interface's ingress).
+    pub const XDP_OUTBOUND: &str = "vigie_xdp_outbound";
+    /// Outbound traffic on TC (LAN ingress, or WAN egress).
+    pub const TC_OUTBOUND: &str = "vigie_tc_outbound";
+    /// Replies on TC (the opposite direction of the outbound hook).
+    pub const TC_REPLY: &str = "vigie_tc_reply";
+}
+
+/// Load-time globals.
+pub mod globals {
+    /// What a packet gets before any policy was applied: `action::ALLOW` or `action::DROP`.
+    pub const FAILURE_ACTION: &str = "FAILURE_ACTION";
+}

@@ -1,0 +1,91 @@
+//! The compiled policy as the kernel holds it, twice: slots 0 and 1.
+//!
+//! The swap is atomic by construction. The daemon writes every map entry of the inactive slot
+//! (the slot number is the first byte of each prefix key and selects the rule rows), then flips
+//! `ActivePolicy` in one array update. A packet reads `ActivePolicy` before and after deciding
+//! and decides again if the generation moved, so it never mixes two policies; and the daemon
+//! waits out a grace period after a flip before it rewrites the slot it left.
+
+/// The single entry of the `ACTIVE_POLICY` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActivePolicy {
+    /// 0 or 1.
+    pub slot: u32,
+    /// Increases at every swap; 0 means that no policy has been applied yet.
+    pub generation: u32,
+}
+
+/// Per-slot settings (`SETTINGS` array, index = slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub generation: u32,
+    pub rule_count: u32,
+    /// What a flow that no rule matched gets (`action::*`).
+    pub default_action: u32,
+    /// `action::mode::*`.
+    pub mode: u32,
+    /// What a packet that cannot be parsed gets: `action::ALLOW` or `action::DROP`.
+    pub unparsed_action: u32,
+    pub _pad: u32,
+}
+
+/// `Rule::conditions` bits: which of the rule's fields constrain a match.
+pub mod condition {
+    /// The flow's service must be in `services`.
+    pub const SERVICES: u32 = 1;
+    /// The flow's source group must be in `groups`.
+    pub const GROUPS: u32 = 1 << 1;
+    /// The destination must carry one of `classes`.
+    pub const CLASSES: u32 = 1 << 2;
+    /// No service may have been recognised (a rule about unknown traffic).
+    pub const NO_SERVICE: u32 = 1 << 3;
+}
+
+/// One rule of the ordered list (`RULES` array, index = slot * `MAX_RULES` + position).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Bit n of word n/64 set: service n matches.
+    pub services: [u64; 2],
+    /// Bit n set: group n matches.
+    pub groups: u64,
+    /// Bit n set: a flow from group n never matches (department exceptions).
+    pub except_groups: u64,
+    /// Bit n set: a destination carrying class n matches.
+    pub classes: u64,
+    /// `condition::*` bits.
+    pub conditions: u32,
+    /// `action::*`.
+    pub action: u32,
+    /// IP protocol number, 0 for any.
+    pub proto: u32,
+    /// Inclusive range of the remote (service-side) port; 0..=65535 for any.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// Value of the destination prefix tries: what the address table says of a remote address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Destination {
+    pub classes: u64,
+    pub service: u32,
+    pub _pad: u32,
+}
+
+/// Value of the source prefix tries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceGroup {
+    pub group: u32,
+}
+
+/// Key data of the IPv4 prefix tries: the slot byte, then the address. The prefix length
+/// counts the slot byte's 8 bits, so both slots live in one trie without meeting.
+pub type PrefixV4 = [u8; 5];
+/// Key data of the IPv6 prefix tries: the slot byte, then the address.
+pub type PrefixV6 = [u8; 17];
+/// Bits of the slot byte in a prefix length.
+pub const SLOT_PREFIX_BITS: u32 = 8;

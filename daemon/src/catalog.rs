@@ -1,0 +1,1 @@
+//! Service catalog: one TOML file per service.

@@ -1,0 +1,73 @@
+//! A compiled policy: what `policy::compile` produces and `maps` writes into a kernel slot.
+//! Pure data: nothing here touches the kernel.
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use vigie_common::policy::{Destination, Rule, Settings};
+
+/// Identity of a service, by its numeric id in the kernel (`services[id]`, id 0 is "none").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The catalog id, e.g. "zoom".
+    pub id: String,
+    pub name: String,
+    pub operator: String,
+    /// ISO 3166-1 alpha-2 code of the operator's country, e.g. "US", "FR".
+    pub jurisdiction: String,
+    pub category: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's `name` in policy.toml.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPolicy {
+    /// `generation` is left 0: the map writer sets it.
+    pub settings: Settings,
+    /// In policy order; at most `limits::MAX_RULES`.
+    pub rules: Vec<Rule>,
+    /// `rule_info[i]` describes `rules[i]`.
+    pub rule_info: Vec<RuleInfo>,
+    /// Index = kernel service id; index 0 is a placeholder for "no service".
+    pub services: Vec<ServiceInfo>,
+    /// Index = kernel group id; index 0 is "none" (a source in no group).
+    pub groups: Vec<String>,
+    /// Destination prefixes, no two equal; the longest match decides.
+    pub destinations_v4: Vec<(Ipv4Net, Destination)>,
+    pub destinations_v6: Vec<(Ipv6Net, Destination)>,
+    /// Source prefixes of the groups, value = group id.
+    pub sources_v4: Vec<(Ipv4Net, u32)>,
+    pub sources_v6: Vec<(Ipv6Net, u32)>,
+    /// Hex SHA-256 over the policy's source files (names and contents, sorted by name), so that
+    /// an event can prove which policy decided.
+    pub digest: String,
+}
+
+impl CompiledPolicy {
+    /// The catalog id of a kernel service id, if any.
+    #[must_use]
+    pub fn service_name(&self, id: u32) -> Option<&str> {
+        if id == 0 {
+            return None;
+        }
+        self.services.get(id as usize).map(|s| s.id.as_str())
+    }
+
+    /// The name of a kernel group id ("none" for 0 or unknown ids).
+    #[must_use]
+    pub fn group_name(&self, id: u32) -> &str {
+        self.groups.get(id as usize).map_or("none", String::as_str)
+    }
+
+    /// The name of a kernel rule number, including the special ones.
+    #[must_use]
+    pub fn rule_name(&self, rule: u32) -> &str {
+        match rule {
+            vigie_common::action::rule::DEFAULT => "default",
+            vigie_common::action::rule::NO_POLICY => "no-policy",
+            n => self.rule_info.get(n as usize).map_or("unknown", |r| r.name.as_str()),
+        }
+    }
+}

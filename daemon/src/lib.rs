@@ -1,0 +1,6 @@
+//! vigie's daemon as a library: the `vigie` binary, the lab and the tests all use it.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod compiled;
+pub mod policy;

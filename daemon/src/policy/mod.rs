@@ -1,0 +1,1 @@
+//! Policy directories: parse, validate, compile.
