@@ -3,6 +3,7 @@
 /// One counter row: packets, bytes and new flows of a (rule, service, group, action).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct CounterKey {
     pub rule: u16,
     pub service: u16,
@@ -14,6 +15,7 @@ pub struct CounterKey {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct CounterValue {
     pub packets: u64,
     pub bytes: u64,

@@ -5,6 +5,7 @@ use crate::flow::FlowKey;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowEvent {
     pub key: FlowKey,
     /// `bpf_ktime_get_ns` (monotonic, since boot).

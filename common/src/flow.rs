@@ -5,6 +5,7 @@
 /// IPv4 addresses sit in the first 4 bytes of the 16, the rest zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowKey {
     pub local: [u8; 16],
     pub remote: [u8; 16],
@@ -21,6 +22,7 @@ pub struct FlowKey {
 /// which action, under which policy generation): a new policy re-decides from the evidence.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowEntry {
     // Evidence.
     pub service: u32,
@@ -48,4 +50,6 @@ pub mod flags {
     pub const REDECIDED: u32 = 1 << 2;
     /// The packet was an IP fragment after the first one: ports are unknown (zero).
     pub const FRAGMENT: u32 = 1 << 3;
+    /// A rule of the policy decided (not its default, nor the failure behaviour).
+    pub const MATCHED: u32 = 1 << 4;
 }

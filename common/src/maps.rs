@@ -12,9 +12,10 @@ pub const COUNTERS: &str = "COUNTERS";
 pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
 pub const STATS: &str = "STATS";
 pub const EVENTS: &str = "EVENTS";
+pub const SCRATCH: &str = "SCRATCH";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -27,6 +28,7 @@ pub const ALL: [&str; 12] = [
     PARSE_FAILURES,
     STATS,
     EVENTS,
+    SCRATCH,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).

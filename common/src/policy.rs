@@ -9,6 +9,7 @@
 /// The single entry of the `ACTIVE_POLICY` array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct ActivePolicy {
     /// 0 or 1.
     pub slot: u32,
@@ -19,6 +20,7 @@ pub struct ActivePolicy {
 /// Per-slot settings (`SETTINGS` array, index = slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Settings {
     pub generation: u32,
     pub rule_count: u32,
@@ -46,6 +48,7 @@ pub mod condition {
 /// One rule of the ordered list (`RULES` array, index = slot * `MAX_RULES` + position).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Rule {
     /// Bit n of word n/64 set: service n matches.
     pub services: [u64; 2],
@@ -69,6 +72,7 @@ pub struct Rule {
 /// Value of the destination prefix tries: what the address table says of a remote address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct Destination {
     pub classes: u64,
     pub service: u32,
@@ -78,6 +82,7 @@ pub struct Destination {
 /// Value of the source prefix tries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct SourceGroup {
     pub group: u32,
 }

@@ -4,3 +4,8 @@
 pub mod catalog;
 pub mod compiled;
 pub mod policy;
+pub mod loader;
+pub mod maps;
+pub mod pins;
+pub mod events;
+pub mod sandbox;

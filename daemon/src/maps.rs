@@ -1,0 +1,304 @@
+//! The only writer of the policy maps, and the reader of the datapath's counters.
+//!
+//! A policy swap writes the inactive slot completely, then flips `ACTIVE_POLICY` in one array
+//! update. Before it rewrites a slot that packets may still be reading, it waits out a grace
+//! period after the previous flip; the kernel program also re-reads the generation after each
+//! decision and decides again if it moved (see `vigie_common::policy`). Together these make
+//! sure that no packet mixes two policies.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{
+    Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
+    lpm_trie::Key,
+};
+use ipnet::{Ipv4Net, Ipv6Net};
+use vigie_common::{
+    counters::{CounterKey, CounterValue, parse_failure, stat},
+    flow::{FlowEntry, FlowKey},
+    limits,
+    maps as names,
+    policy::{ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, SLOT_PREFIX_BITS, Settings, SourceGroup},
+};
+
+use crate::compiled::CompiledPolicy;
+
+/// How long the writer waits after a flip before it rewrites the slot it left. A packet's run
+/// through the program lasts microseconds; this leaves a margin of four orders of magnitude.
+pub const GRACE_PERIOD: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapsError {
+    #[error("the kernel object has no map named {0}")]
+    Missing(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("the policy needs {needed} {what}, the kernel map holds {capacity}")]
+    Capacity { what: &'static str, needed: usize, capacity: u32 },
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> MapsError {
+    move |source| MapsError::Map { name, source }
+}
+
+/// What one slot holds, as the writer last wrote it, so that a swap writes only differences.
+#[derive(Default, Clone)]
+struct SlotImage {
+    dst_v4: BTreeMap<PrefixV4Key, Destination>,
+    dst_v6: BTreeMap<PrefixV6Key, Destination>,
+    src_v4: BTreeMap<PrefixV4Key, SourceGroup>,
+    src_v6: BTreeMap<PrefixV6Key, SourceGroup>,
+}
+
+type PrefixV4Key = (u32, PrefixV4);
+type PrefixV6Key = (u32, PrefixV6);
+
+/// Handles on every map of the kernel program, taken out of the loaded object.
+pub struct DatapathMaps {
+    active: Array<MapData, ActivePolicy>,
+    settings: Array<MapData, Settings>,
+    rules: Array<MapData, Rule>,
+    dst_v4: LpmTrie<MapData, PrefixV4, Destination>,
+    dst_v6: LpmTrie<MapData, PrefixV6, Destination>,
+    src_v4: LpmTrie<MapData, PrefixV4, SourceGroup>,
+    src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
+    flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
+    counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
+    parse_failures: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    images: [Option<SlotImage>; 2],
+    last_flip: Option<Instant>,
+}
+
+fn take(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<Map, MapsError> {
+    ebpf.take_map(name).ok_or(MapsError::Missing(name))
+}
+
+macro_rules! typed {
+    ($ebpf:expr, $name:expr) => {
+        take($ebpf, $name)?.try_into().map_err(map_err($name))?
+    };
+}
+
+impl DatapathMaps {
+    /// Takes the maps out of a loaded object (the ring buffer stays for the event reader).
+    pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, MapsError> {
+        Ok(Self {
+            active: typed!(ebpf, names::ACTIVE_POLICY),
+            settings: typed!(ebpf, names::SETTINGS),
+            rules: typed!(ebpf, names::RULES),
+            dst_v4: typed!(ebpf, names::DST_V4),
+            dst_v6: typed!(ebpf, names::DST_V6),
+            src_v4: typed!(ebpf, names::SRC_V4),
+            src_v6: typed!(ebpf, names::SRC_V6),
+            flows: typed!(ebpf, names::FLOWS),
+            counters: typed!(ebpf, names::COUNTERS),
+            parse_failures: typed!(ebpf, names::PARSE_FAILURES),
+            stats: typed!(ebpf, names::STATS),
+            images: [None, None],
+            last_flip: None,
+        })
+    }
+
+    /// The policy in force: slot and generation (generation 0: none yet).
+    pub fn active(&self) -> Result<ActivePolicy, MapsError> {
+        self.active.get(&0, 0).map_err(map_err(names::ACTIVE_POLICY))
+    }
+
+    /// Writes `policy` into the inactive slot and makes it the active one. Returns the new
+    /// generation. On error the policy in force is untouched.
+    pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, MapsError> {
+        check_capacity(policy)?;
+        let active = self.active()?;
+        let slot = if active.generation == 0 { 0 } else { 1 - (active.slot & 1) };
+        let generation = active.generation.wrapping_add(1).max(1);
+        self.wait_grace_period();
+        self.write_slot(slot, policy)?;
+        let mut settings = policy.settings;
+        settings.generation = generation;
+        self.settings.set(slot, &settings, 0).map_err(map_err(names::SETTINGS))?;
+        self.active
+            .set(0, &ActivePolicy { slot, generation }, 0)
+            .map_err(map_err(names::ACTIVE_POLICY))?;
+        self.last_flip = Some(Instant::now());
+        Ok(generation)
+    }
+
+    fn wait_grace_period(&self) {
+        // After a restart the previous flip's time is unknown: wait a whole period.
+        let elapsed = self.last_flip.map_or(Duration::ZERO, |t| t.elapsed());
+        if let Some(rest) = GRACE_PERIOD.checked_sub(elapsed) {
+            std::thread::sleep(rest);
+        }
+    }
+
+    fn write_slot(&mut self, slot: u32, policy: &CompiledPolicy) -> Result<(), MapsError> {
+        let old = match self.images[slot as usize].take() {
+            Some(image) => image,
+            None => self.read_slot(slot)?,
+        };
+        let new = image_of(slot, policy);
+        sync_trie(&mut self.dst_v4, &old.dst_v4, &new.dst_v4, names::DST_V4)?;
+        sync_trie(&mut self.dst_v6, &old.dst_v6, &new.dst_v6, names::DST_V6)?;
+        sync_trie(&mut self.src_v4, &old.src_v4, &new.src_v4, names::SRC_V4)?;
+        sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
+        let base = slot * limits::MAX_RULES;
+        for (index, rule) in policy.rules.iter().enumerate() {
+            self.rules.set(base + index as u32, rule, 0).map_err(map_err(names::RULES))?;
+        }
+        self.images[slot as usize] = Some(new);
+        Ok(())
+    }
+
+    /// What a slot holds in the kernel, for a writer that did not write it (after a restart).
+    fn read_slot(&self, slot: u32) -> Result<SlotImage, MapsError> {
+        Ok(SlotImage {
+            dst_v4: read_trie(&self.dst_v4, slot, names::DST_V4)?,
+            dst_v6: read_trie(&self.dst_v6, slot, names::DST_V6)?,
+            src_v4: read_trie(&self.src_v4, slot, names::SRC_V4)?,
+            src_v6: read_trie(&self.src_v6, slot, names::SRC_V6)?,
+        })
+    }
+
+    /// Counter rows summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(CounterKey, CounterValue)>, MapsError> {
+        let mut rows = Vec::new();
+        for item in self.counters.iter() {
+            let (key, per_cpu) = item.map_err(map_err(names::COUNTERS))?;
+            let mut sum = CounterValue::default();
+            for v in per_cpu.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+                sum.flows += v.flows;
+            }
+            rows.push((key, sum));
+        }
+        Ok(rows)
+    }
+
+    pub fn parse_failures(&self) -> Result<[u64; parse_failure::COUNT as usize], MapsError> {
+        sum_array(&self.parse_failures, names::PARSE_FAILURES)
+    }
+
+    pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], MapsError> {
+        sum_array(&self.stats, names::STATS)
+    }
+
+    /// Every remembered flow (a snapshot; the kernel keeps changing it).
+    pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
+        self.flows.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Number of flows remembered, against `limits::FLOW_CAPACITY`.
+    pub fn flow_count(&self) -> usize {
+        self.flows.keys().filter(Result::is_ok).count()
+    }
+}
+
+fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
+    // Each slot may use half of a trie, so that the other slot always fits beside it.
+    let half = |c: u32| c / limits::SLOTS;
+    let checks = [
+        ("rules", policy.rules.len(), limits::MAX_RULES),
+        ("IPv4 destination prefixes", policy.destinations_v4.len(), half(limits::DST_PREFIX_CAPACITY)),
+        ("IPv6 destination prefixes", policy.destinations_v6.len(), half(limits::DST_PREFIX_CAPACITY)),
+        ("IPv4 source prefixes", policy.sources_v4.len(), half(limits::SRC_PREFIX_CAPACITY)),
+        ("IPv6 source prefixes", policy.sources_v6.len(), half(limits::SRC_PREFIX_CAPACITY)),
+    ];
+    for (what, needed, capacity) in checks {
+        if needed > capacity as usize {
+            return Err(MapsError::Capacity { what, needed, capacity });
+        }
+    }
+    Ok(())
+}
+
+fn v4_key(slot: u32, net: &Ipv4Net) -> PrefixV4Key {
+    let mut data = [0u8; 5];
+    data[0] = slot as u8;
+    data[1..].copy_from_slice(&net.network().octets());
+    (SLOT_PREFIX_BITS + u32::from(net.prefix_len()), data)
+}
+
+fn v6_key(slot: u32, net: &Ipv6Net) -> PrefixV6Key {
+    let mut data = [0u8; 17];
+    data[0] = slot as u8;
+    data[1..].copy_from_slice(&net.network().octets());
+    (SLOT_PREFIX_BITS + u32::from(net.prefix_len()), data)
+}
+
+fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
+    let group = |g: &u32| SourceGroup { group: *g };
+    SlotImage {
+        dst_v4: policy.destinations_v4.iter().map(|(n, d)| (v4_key(slot, n), *d)).collect(),
+        dst_v6: policy.destinations_v6.iter().map(|(n, d)| (v6_key(slot, n), *d)).collect(),
+        src_v4: policy.sources_v4.iter().map(|(n, g)| (v4_key(slot, n), group(g))).collect(),
+        src_v6: policy.sources_v6.iter().map(|(n, g)| (v6_key(slot, n), group(g))).collect(),
+    }
+}
+
+fn sync_trie<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    old: &BTreeMap<(u32, K), V>,
+    new: &BTreeMap<(u32, K), V>,
+    name: &'static str,
+) -> Result<(), MapsError> {
+    for (prefix, data) in old.keys() {
+        if !new.contains_key(&(*prefix, *data)) {
+            trie.remove(&Key::new(*prefix, *data)).map_err(map_err(name))?;
+        }
+    }
+    for ((prefix, data), value) in new {
+        if old.get(&(*prefix, *data)) != Some(value) {
+            trie.insert(&Key::new(*prefix, *data), value, 0).map_err(map_err(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Entries of one slot: the slot is the key's first byte.
+fn read_trie<K: aya::Pod + Ord + AsRef<[u8]>, V: aya::Pod>(
+    trie: &LpmTrie<MapData, K, V>,
+    slot: u32,
+    name: &'static str,
+) -> Result<BTreeMap<(u32, K), V>, MapsError> {
+    let mut entries = BTreeMap::new();
+    for item in trie.iter() {
+        let (key, value) = item.map_err(map_err(name))?;
+        let data = key.data();
+        if data.as_ref().first() == Some(&(slot as u8)) {
+            entries.insert((key.prefix_len(), data), value);
+        }
+    }
+    Ok(entries)
+}
+
+fn sum_array<const N: usize>(
+    array: &PerCpuArray<MapData, u64>,
+    name: &'static str,
+) -> Result<[u64; N], MapsError> {
+    let mut sums = [0u64; N];
+    for (index, sum) in sums.iter_mut().enumerate() {
+        let per_cpu = array.get(&(index as u32), 0).map_err(map_err(name))?;
+        *sum = per_cpu.iter().sum();
+    }
+    Ok(sums)
+}
+
+/// An IPv4 or IPv6 address from the 16 bytes of a flow key.
+#[must_use]
+pub fn address(family: u8, bytes: &[u8; 16]) -> std::net::IpAddr {
+    if family == 4 {
+        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()
+    } else {
+        Ipv6Addr::from(*bytes).into()
+    }
+}

@@ -1,0 +1,150 @@
+//! The pin directory's layout: `maps/<MAP>`, `links/<iface>.<direction>`, and `state.json`
+//! (what is attached, which daemon runs, which policy is in force), on a BPF filesystem.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::loader::{Attachment, Direction};
+
+/// `/sys/fs/bpf/vigie` unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/vigie";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error("mounting a BPF filesystem on {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> PinsError + '_ {
+    move |source| PinsError::Io { path: path.to_owned(), source }
+}
+
+/// What the pin directory holds, for `status`, `detach` and the next daemon.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub attachments: Vec<Attachment>,
+    /// The daemon that maintains the policy, while it runs.
+    pub daemon_pid: Option<u32>,
+    pub policy_digest: Option<String>,
+    pub policy_source: Option<String>,
+}
+
+#[must_use]
+pub fn map_path(pin_dir: &Path, map: &str) -> PathBuf {
+    pin_dir.join("maps").join(map)
+}
+
+#[must_use]
+pub fn link_path(pin_dir: &Path, iface: &str, direction: Direction) -> PathBuf {
+    let direction = match direction {
+        Direction::Outbound => "outbound",
+        Direction::Reply => "reply",
+    };
+    pin_dir.join("links").join(format!("{iface}.{direction}"))
+}
+
+fn state_path(pin_dir: &Path) -> PathBuf {
+    // bpffs accepts only directories, pins and symlinks: the state lives beside it, in /run,
+    // keyed by the pin directory, so that each pin directory has its own.
+    let key: String = pin_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    PathBuf::from("/run/vigie").join(format!("{key}.json"))
+}
+
+pub fn read_state(pin_dir: &Path) -> Result<Option<State>, PinsError> {
+    let path = state_path(pin_dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PinsError::Io { path, source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| PinsError::State { path, message: e.to_string() })
+}
+
+pub fn write_state(pin_dir: &Path, state: &State) -> Result<(), PinsError> {
+    let path = state_path(pin_dir);
+    let dir = path.parent().unwrap_or(Path::new("/run"));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    // Write then rename: a reader never sees half a file.
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, text).map_err(io(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| i64::from(s.filesystem_type().0) == BPF_FS_MAGIC)
+}
+
+/// Creates `pin_dir` on a BPF filesystem: inside an existing one if an ancestor is on bpffs,
+/// else by mounting a new bpffs on `pin_dir` itself.
+pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), PinsError> {
+    let mut ancestor = pin_dir;
+    while !ancestor.exists() {
+        match ancestor.parent() {
+            Some(parent) => ancestor = parent,
+            None => break,
+        }
+    }
+    if is_bpffs(ancestor) {
+        return fs::create_dir_all(pin_dir).map_err(io(pin_dir));
+    }
+    fs::create_dir_all(pin_dir).map_err(io(pin_dir))?;
+    nix::mount::mount(
+        Some("bpf"),
+        pin_dir,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|source| PinsError::Mount { path: pin_dir.to_owned(), source })
+}
+
+/// Removes every pin, the state file, and the directory (unmounting a bpffs vigie mounted).
+pub fn remove_all(pin_dir: &Path) -> Result<(), PinsError> {
+    for sub in ["links", "maps"] {
+        let dir = pin_dir.join(sub);
+        if dir.exists() {
+            for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+                let entry = entry.map_err(io(&dir))?;
+                fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            }
+            fs::remove_dir(&dir).map_err(io(&dir))?;
+        }
+    }
+    let state = state_path(pin_dir);
+    if state.exists() {
+        fs::remove_file(&state).map_err(io(&state))?;
+    }
+    if pin_dir.exists() {
+        let mounted_here = is_bpffs(pin_dir)
+            && pin_dir.parent().is_some_and(|parent| !is_bpffs(parent));
+        if mounted_here {
+            let _ = nix::mount::umount(pin_dir);
+        }
+        fs::remove_dir(pin_dir).map_err(io(pin_dir))?;
+    }
+    Ok(())
+}

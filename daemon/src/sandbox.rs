@@ -1,0 +1,178 @@
+//! A private, unattached instance of the kernel programs, run on crafted or recorded packets
+//! through `BPF_PROG_TEST_RUN`: the real verifier-checked code, with its own maps, so that
+//! tests, `replay` and `explain` see exactly what an attached program would decide.
+
+use std::time::Duration;
+
+use aya::{
+    TestRun as _,
+    Ebpf,
+    maps::{MapData, RingBuf},
+    programs::{ProgramError, SchedClassifier, TestRunOptions, Xdp},
+};
+use vigie_common::{
+    action,
+    counters::{CounterKey, CounterValue, parse_failure, stat},
+    event::FlowEvent,
+    flow::{FlowEntry, FlowKey},
+    maps::{self as names, programs},
+};
+
+use crate::{
+    compiled::CompiledPolicy,
+    loader::{self, LoaderError},
+    maps::{DatapathMaps, MapsError},
+};
+
+/// Which program a packet is given to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP, outbound (from an internal host).
+    XdpOutbound,
+    /// TC, outbound.
+    TcOutbound,
+    /// TC, a packet from the remote side.
+    TcReply,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+    #[error("running {program} on a {len}-byte frame: {source}")]
+    Run {
+        program: &'static str,
+        len: usize,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{program} returned {code}, which is no verdict vigie gives")]
+    UnknownVerdict { program: &'static str, code: u32 },
+    #[error("the kernel object has no ring buffer named {0}")]
+    NoRingBuffer(&'static str),
+}
+
+pub struct Sandbox {
+    ebpf: Ebpf,
+    maps: DatapathMaps,
+    events: RingBuf<MapData>,
+}
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+impl Sandbox {
+    /// A private instance with no policy applied; the failure behaviour lets packets through.
+    pub fn new() -> Result<Self, SandboxError> {
+        Self::with_failure_action(action::ALLOW)
+    }
+
+    pub fn with_failure_action(failure_action: u32) -> Result<Self, SandboxError> {
+        let mut ebpf = loader::load(None, failure_action)?;
+        let maps = DatapathMaps::take(&mut ebpf)?;
+        let ring = ebpf.take_map(names::EVENTS).ok_or(SandboxError::NoRingBuffer(names::EVENTS))?;
+        let events = RingBuf::try_from(ring)
+            .map_err(|source| MapsError::Map { name: names::EVENTS, source })?;
+        Ok(Self { ebpf, maps, events })
+    }
+
+    /// Swaps `policy` in, as the daemon does; returns its generation.
+    pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, SandboxError> {
+        Ok(self.maps.apply(policy)?)
+    }
+
+    pub fn run(&mut self, hook: Hook, frame: &[u8]) -> Result<Outcome, SandboxError> {
+        self.run_repeated(hook, frame, 1).map(|(outcome, _)| outcome)
+    }
+
+    /// Runs the frame `repeat` times in the kernel; returns the verdict and the kernel's
+    /// average duration of one run.
+    pub fn run_repeated(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(Outcome, Duration), SandboxError> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat.max(1);
+        let (program, result) = match hook {
+            Hook::XdpOutbound => {
+                let p: &mut Xdp = self.program(programs::XDP_OUTBOUND)?;
+                (programs::XDP_OUTBOUND, p.test_run(opts))
+            }
+            Hook::TcOutbound => {
+                let p: &mut SchedClassifier = self.program(programs::TC_OUTBOUND)?;
+                (programs::TC_OUTBOUND, p.test_run(opts))
+            }
+            Hook::TcReply => {
+                let p: &mut SchedClassifier = self.program(programs::TC_REPLY)?;
+                (programs::TC_REPLY, p.test_run(opts))
+            }
+        };
+        let result = result.map_err(|source| SandboxError::Run { program, len: frame.len(), source })?;
+        let outcome = match result.return_value {
+            // XDP_DROP and TC_ACT_SHOT share a value, as do XDP_PASS and TC_ACT_SHOT... not quite:
+            // XDP_PASS (2) equals TC_ACT_SHOT (2), so the hook decides how to read the code.
+            code if hook == Hook::XdpOutbound && code == XDP_PASS => Outcome::Pass,
+            code if hook == Hook::XdpOutbound && code == XDP_DROP => Outcome::Drop,
+            TC_ACT_OK | TC_ACT_UNSPEC if hook != Hook::XdpOutbound => Outcome::Pass,
+            TC_ACT_SHOT if hook != Hook::XdpOutbound => Outcome::Drop,
+            code => return Err(SandboxError::UnknownVerdict { program, code }),
+        };
+        Ok((outcome, result.duration))
+    }
+
+    fn program<P>(&mut self, name: &'static str) -> Result<&mut P, SandboxError>
+    where
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let err = |source| SandboxError::Run { program: name, len: 0, source };
+        let program = self.ebpf.program_mut(name).ok_or(ProgramError::NotLoaded).map_err(err)?;
+        program.try_into().map_err(err)
+    }
+
+    pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
+        self.maps.flows()
+    }
+
+    pub fn parse_failures(&self) -> Result<[u64; parse_failure::COUNT as usize], SandboxError> {
+        Ok(self.maps.parse_failures()?)
+    }
+
+    pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], SandboxError> {
+        Ok(self.maps.stats()?)
+    }
+
+    pub fn counters(&self) -> Result<Vec<(CounterKey, CounterValue)>, SandboxError> {
+        Ok(self.maps.counters()?)
+    }
+
+    /// The events written since the last call.
+    pub fn drain_events(&mut self) -> Vec<FlowEvent> {
+        let mut events = Vec::new();
+        while let Some(item) = self.events.next() {
+            if let Some(event) = crate::events::decode(&item) {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// The policy maps, for callers that need more than the above.
+    #[must_use]
+    pub const fn maps(&self) -> &DatapathMaps {
+        &self.maps
+    }
+}

@@ -1,0 +1,234 @@
+//! The classifier core shared by every hook: parse, find the flow, decide if its verdict is
+//! missing or stale, count, report, and say whether the packet passes.
+
+use core::ptr::read_volatile;
+
+use vigie_common::{
+    action::{self, evidence, mode, rule as rule_no},
+    counters::{CounterKey, stat},
+    flow::{FlowEntry, FlowKey, flags},
+    limits,
+    policy::ActivePolicy,
+};
+
+use crate::{
+    decide::{self, Subject},
+    maps::{ACTIVE_POLICY, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS, bump},
+    parse::{self, Packet, Parsed},
+    report,
+};
+
+/// Which way the packet travels relative to the internal hosts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From an internal host towards a service: the destination is the remote side.
+    Outbound,
+    /// From the remote side back towards an internal host: the source is the remote side.
+    Reply,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Drop,
+}
+
+const BPF_ANY: u64 = 0;
+
+#[inline(always)]
+pub fn packet(data: usize, end: usize, len: u32, direction: Direction) -> Outcome {
+    bump(&STATS, stat::PACKETS);
+    match parse::frame(data, end) {
+        Ok(Parsed::Ip(packet)) => ip_packet(&packet, len, direction),
+        Ok(Parsed::NotIp) => {
+            bump(&STATS, stat::NOT_IP);
+            Outcome::Pass
+        }
+        Err(reason) => unparsed(reason),
+    }
+}
+
+/// An unparsable packet gets the active policy's `unparsed` action (the failure action before
+/// any policy), and is counted by reason.
+#[inline(always)]
+fn unparsed(reason: u32) -> Outcome {
+    bump(&PARSE_FAILURES, reason);
+    let active = active_policy();
+    let verdict = if active.generation == 0 {
+        FAILURE_ACTION.load()
+    } else {
+        SETTINGS.get(active.slot).map_or(action::ALLOW, |s| s.unparsed_action)
+    };
+    if action::blocks(verdict) {
+        bump(&STATS, stat::UNPARSED_BLOCKED);
+        Outcome::Drop
+    } else {
+        Outcome::Pass
+    }
+}
+
+#[inline(always)]
+fn active_policy() -> ActivePolicy {
+    match ACTIVE_POLICY.get_ptr(0) {
+        // SAFETY: a map value pointer; volatile so that the compiler reads it where written,
+        // around the decision (see `decide_flow`).
+        Some(p) => unsafe {
+            ActivePolicy {
+                slot: read_volatile(&raw const (*p).slot) & 1,
+                generation: read_volatile(&raw const (*p).generation),
+            }
+        },
+        None => ActivePolicy::default(),
+    }
+}
+
+#[inline(always)]
+fn flow_key(packet: &Packet, direction: Direction) -> FlowKey {
+    let (local, remote, local_port, remote_port) = match direction {
+        Direction::Outbound => (packet.src, packet.dst, packet.src_port, packet.dst_port),
+        Direction::Reply => (packet.dst, packet.src, packet.dst_port, packet.src_port),
+    };
+    FlowKey { local, remote, local_port, remote_port, proto: packet.proto, family: packet.family, _pad: [0; 2] }
+}
+
+#[inline(always)]
+fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
+    if packet.later_fragment {
+        bump(&STATS, stat::FRAGMENTS);
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Outcome::Pass;
+    };
+    // SAFETY: per-CPU scratch entry, used only during this program run.
+    let key = unsafe {
+        *scratch = flow_key(packet, direction);
+        &*scratch
+    };
+    let active = active_policy();
+    if active.generation == 0 {
+        bump(&STATS, stat::NO_POLICY);
+        let verdict = FAILURE_ACTION.load();
+        return if action::blocks(verdict) { Outcome::Drop } else { Outcome::Pass };
+    }
+    if let Some(entry) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
+        // make this packet count under the previous verdict.
+        let cached = unsafe { *entry };
+        if cached.generation == active.generation {
+            count(&cached, len, false);
+            return outcome(&cached);
+        }
+        let fresh = redecide(key, &cached);
+        // SAFETY: as above.
+        unsafe { *entry = fresh };
+        count(&fresh, len, false);
+        if fresh.action != cached.action && fresh.flags & flags::MATCHED != 0 {
+            report::event(key, &fresh, flags::REDECIDED, len);
+        }
+        return outcome(&fresh);
+    }
+    let mut first = FlowEntry::default();
+    if direction == Direction::Reply {
+        first.flags |= flags::FROM_REMOTE;
+    }
+    if packet.later_fragment {
+        first.flags |= flags::FRAGMENT;
+    }
+    let fresh = decide_flow(key, first, false);
+    if FLOWS.insert(key, &fresh, BPF_ANY).is_err() {
+        bump(&STATS, stat::FLOW_INSERT_FAILED);
+    }
+    count(&fresh, len, true);
+    if fresh.flags & flags::MATCHED != 0 {
+        report::event(key, &fresh, 0, len);
+    }
+    outcome(&fresh)
+}
+
+/// A stale verdict: decide again under the policy in force, keeping learned evidence.
+#[inline(always)]
+fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
+    let kept = evidence::is_learned(cached.evidence);
+    let mut start = FlowEntry::default();
+    start.flags = cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT);
+    if kept {
+        start.service = cached.service;
+        start.evidence = cached.evidence;
+        start.classes = cached.classes;
+    }
+    decide_flow(key, start, kept)
+}
+
+/// Decides under one whole policy: if a swap happened while deciding (the generation moved),
+/// decides again, so that no verdict mixes two policies.
+#[inline(always)]
+fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntry {
+    for _ in 0..limits::MAX_DECIDE_ATTEMPTS {
+        let active = active_policy();
+        let Some(settings) = SETTINGS.get(active.slot) else {
+            break;
+        };
+        let mut entry = start;
+        if !keep_evidence {
+            let found = decide::destination(active.slot, key);
+            entry.service = found.service;
+            entry.classes = found.classes;
+            entry.evidence = if found.service == 0 { evidence::NONE } else { evidence::ADDRESS };
+        }
+        entry.group = decide::source_group(active.slot, key);
+        let subject = Subject {
+            service: entry.service,
+            classes: entry.classes,
+            group: entry.group,
+            proto: key.proto,
+            remote_port: key.remote_port,
+        };
+        let decision = decide::first_match(active.slot, settings, &subject);
+        entry.rule = decision as u32;
+        entry.action = ((decision >> 32) & 0xff) as u32;
+        if decision & decide::MATCHED_BIT != 0 {
+            entry.flags |= flags::MATCHED;
+        }
+        entry.generation = active.generation;
+        if settings.mode == mode::MONITOR {
+            entry.flags |= flags::MONITOR_MODE;
+        }
+        if active_policy().generation == active.generation {
+            return entry;
+        }
+        bump(&STATS, stat::DECISION_RETRIED);
+    }
+    // Swaps kept overtaking the decision (the daemon spaces them out, so this is not expected):
+    // the failure behaviour decides, and the next packet decides again.
+    let mut entry = start;
+    entry.rule = rule_no::NO_POLICY;
+    entry.action = FAILURE_ACTION.load();
+    entry
+}
+
+/// What actually happens to the packet, for counting.
+#[inline(always)]
+const fn effective_action(entry: &FlowEntry) -> u32 {
+    if action::blocks(entry.action) && entry.flags & flags::MONITOR_MODE != 0 {
+        action::MONITOR
+    } else {
+        entry.action
+    }
+}
+
+#[inline(always)]
+fn outcome(entry: &FlowEntry) -> Outcome {
+    if action::blocks(effective_action(entry)) { Outcome::Drop } else { Outcome::Pass }
+}
+
+#[inline(always)]
+fn count(entry: &FlowEntry, len: u32, new_flow: bool) {
+    let key = CounterKey {
+        rule: entry.rule as u16,
+        service: entry.service as u16,
+        group: entry.group as u16,
+        action: effective_action(entry) as u8,
+        _pad: 0,
+    };
+    report::count(&key, len, new_flow);
+}

@@ -1,0 +1,87 @@
+//! Every map of the kernel programs, each with its size constant (see `vigie_common::limits`).
+//! Names are the static names: `vigie_common::maps` lists them for the daemon.
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use vigie_common::{
+    action,
+    counters::{CounterKey, CounterValue, parse_failure, stat},
+    flow::{FlowEntry, FlowKey},
+    limits,
+    policy::{ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, Settings, SourceGroup},
+};
+
+/// Which slot holds the policy in force, and its generation (one entry).
+#[map]
+pub static ACTIVE_POLICY: Array<ActivePolicy> = Array::with_max_entries(1, 0);
+
+/// Settings of each slot.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(limits::SLOTS, 0);
+
+/// Ordered rules, `MAX_RULES` rows per slot.
+#[map]
+pub static RULES: Array<Rule> = Array::with_max_entries(limits::SLOTS * limits::MAX_RULES, 0);
+
+/// Remote IPv4 prefixes to services; the key's first byte is the slot.
+#[map]
+pub static DST_V4: LpmTrie<PrefixV4, Destination> =
+    LpmTrie::with_max_entries(limits::DST_PREFIX_CAPACITY, 0);
+
+/// Remote IPv6 prefixes to services; the key's first byte is the slot.
+#[map]
+pub static DST_V6: LpmTrie<PrefixV6, Destination> =
+    LpmTrie::with_max_entries(limits::DST_PREFIX_CAPACITY, 0);
+
+/// Local IPv4 prefixes to source groups; the key's first byte is the slot.
+#[map]
+pub static SRC_V4: LpmTrie<PrefixV4, SourceGroup> =
+    LpmTrie::with_max_entries(limits::SRC_PREFIX_CAPACITY, 0);
+
+/// Local IPv6 prefixes to source groups; the key's first byte is the slot.
+#[map]
+pub static SRC_V6: LpmTrie<PrefixV6, SourceGroup> =
+    LpmTrie::with_max_entries(limits::SRC_PREFIX_CAPACITY, 0);
+
+/// The flow cache: evidence and verdict of each connection.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(limits::FLOW_CAPACITY, 0);
+
+/// Packets, bytes and new flows by (rule, service, group, action).
+#[map]
+pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue> =
+    PerCpuHashMap::with_max_entries(limits::COUNTER_CAPACITY, 0);
+
+/// Unparsable packets by reason.
+#[map]
+pub static PARSE_FAILURES: PerCpuArray<u64> = PerCpuArray::with_max_entries(parse_failure::COUNT, 0);
+
+/// Datapath statistics (`stat::*`).
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Flow events for the daemon.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(limits::EVENT_RING_BYTES, 0);
+
+/// One flow key per CPU. The classifier stores the parsed key here and works from the map's
+/// copy: the verifier then forgets which parsing path produced it, so the rest of the program
+/// is verified once instead of once per kind of packet.
+#[map]
+pub static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// What a packet gets before any policy has been applied; set at load time.
+#[unsafe(no_mangle)]
+pub static FAILURE_ACTION: Global<u32> = Global::new(action::ALLOW);
+
+#[inline(always)]
+pub fn bump(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(counter) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU storage: only this CPU writes it while the program runs.
+        unsafe { *counter += 1 };
+    }
+}

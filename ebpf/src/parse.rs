@@ -1,0 +1,173 @@
+//! From an Ethernet frame to the addresses, protocol and ports that classification needs.
+//!
+//! Fragments: an IPv4 or IPv6 fragment whose offset is not zero carries no transport header;
+//! it is classified by its addresses alone, with ports zero, so rules with port conditions do
+//! not match it. A first fragment is parsed normally: when it is blocked, the datagram cannot be
+//! reassembled, so the later fragments are lost with it whatever they get.
+
+use vigie_common::{counters::parse_failure as reason, limits};
+
+use crate::{cursor::Cursor, headers::*};
+
+/// What the classifier needs of an IP packet.
+pub struct Packet {
+    /// IPv4 addresses in the first 4 bytes.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// A fragment after the first: no ports.
+    pub later_fragment: bool,
+}
+
+pub enum Parsed {
+    Ip(Packet),
+    /// ARP, LLDP, a PPP control frame...: not ours to judge.
+    NotIp,
+}
+
+/// Parses a frame, or returns the `parse_failure` reason it could not be read.
+#[inline(always)]
+pub fn frame(data: usize, end: usize) -> Result<Parsed, u32> {
+    let mut cursor = Cursor::new(data, end);
+    let eth: Ethernet = cursor.read().ok_or(reason::TRUNCATED_ETHERNET)?;
+    let mut ether_type = be16(eth.ether_type);
+    for _ in 0..limits::MAX_VLAN_TAGS {
+        if !is_vlan(ether_type) {
+            break;
+        }
+        let tag: VlanTag = cursor.read().ok_or(reason::TRUNCATED_VLAN)?;
+        ether_type = be16(tag.ether_type);
+    }
+    if is_vlan(ether_type) {
+        return Err(reason::TOO_MANY_VLAN_TAGS);
+    }
+    if ether_type == ETH_P_PPPOE_SESSION {
+        let pppoe: PppoeSession = cursor.read().ok_or(reason::TRUNCATED_PPPOE)?;
+        ether_type = match be16(pppoe.ppp_protocol) {
+            PPP_IPV4 => ETH_P_IPV4,
+            PPP_IPV6 => ETH_P_IPV6,
+            _ => return Ok(Parsed::NotIp),
+        };
+    }
+    match ether_type {
+        ETH_P_IPV4 => ipv4(&mut cursor).map(Parsed::Ip),
+        ETH_P_IPV6 => ipv6(&mut cursor).map(Parsed::Ip),
+        _ => Ok(Parsed::NotIp),
+    }
+}
+
+#[inline(always)]
+const fn is_vlan(ether_type: u16) -> bool {
+    ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD
+}
+
+#[inline(always)]
+fn ipv4(cursor: &mut Cursor) -> Result<Packet, u32> {
+    let ip: Ipv4 = cursor.read().ok_or(reason::TRUNCATED_IPV4)?;
+    let header_words = ip.version_ihl & 0x0f;
+    if ip.version_ihl >> 4 != 4 || header_words < 5 {
+        return Err(reason::BAD_IPV4_HEADER);
+    }
+    // Options: at most 40 bytes; the mask keeps the bound visible to the verifier.
+    let options = ((usize::from(header_words) - 5) * 4) & 0x3f;
+    cursor.skip(options).ok_or(reason::TRUNCATED_IPV4)?;
+    let mut packet = Packet {
+        src: [0; 16],
+        dst: [0; 16],
+        src_port: 0,
+        dst_port: 0,
+        proto: ip.protocol,
+        family: 4,
+        later_fragment: be16(ip.flags_fragment) & 0x1fff != 0,
+    };
+    packet.src[..4].copy_from_slice(&ip.src);
+    packet.dst[..4].copy_from_slice(&ip.dst);
+    if !packet.later_fragment {
+        transport(cursor, &mut packet)?;
+    }
+    Ok(packet)
+}
+
+#[inline(always)]
+fn ipv6(cursor: &mut Cursor) -> Result<Packet, u32> {
+    let ip: Ipv6 = cursor.read().ok_or(reason::TRUNCATED_IPV6)?;
+    let mut packet = Packet {
+        src: ip.src,
+        dst: ip.dst,
+        src_port: 0,
+        dst_port: 0,
+        proto: ip.next_header,
+        family: 6,
+        later_fragment: false,
+    };
+    let mut next = ip.next_header;
+    for _ in 0..limits::MAX_IPV6_EXT_HEADERS {
+        if !is_extension(next) {
+            break;
+        }
+        next = extension(cursor, next, &mut packet)?;
+    }
+    if is_extension(next) {
+        return Err(reason::TOO_MANY_IPV6_EXT_HEADERS);
+    }
+    packet.proto = next;
+    if !packet.later_fragment {
+        transport(cursor, &mut packet)?;
+    }
+    Ok(packet)
+}
+
+#[inline(always)]
+const fn is_extension(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS
+    )
+}
+
+/// Moves past one extension header and returns the next header's protocol.
+#[inline(always)]
+fn extension(cursor: &mut Cursor, kind: u8, packet: &mut Packet) -> Result<u8, u32> {
+    if kind == IPPROTO_FRAGMENT {
+        let fragment: Fragment6 = cursor.read().ok_or(reason::TRUNCATED_IPV6_EXT_HEADER)?;
+        if be16(fragment.offset_flags) >> 3 != 0 {
+            packet.later_fragment = true;
+        }
+        return Ok(fragment.next_header);
+    }
+    let start: ExtensionStart = cursor.read().ok_or(reason::TRUNCATED_IPV6_EXT_HEADER)?;
+    // Length in 8-byte units not counting the first 8 (AH: 4-byte units not counting the
+    // first 8); both fit in 11 bits, the mask shows the verifier.
+    let total = if kind == IPPROTO_AH {
+        (usize::from(start.length) + 2) * 4
+    } else {
+        (usize::from(start.length) + 1) * 8
+    };
+    cursor.skip((total - 2) & 0x7ff).ok_or(reason::TRUNCATED_IPV6_EXT_HEADER)?;
+    Ok(start.next_header)
+}
+
+#[inline(always)]
+fn transport(cursor: &mut Cursor, packet: &mut Packet) -> Result<(), u32> {
+    match packet.proto {
+        IPPROTO_TCP => {
+            let ports: Ports = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
+            let _: TcpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
+            packet.src_port = be16(ports.src);
+            packet.dst_port = be16(ports.dst);
+        }
+        IPPROTO_UDP => {
+            let ports: Ports = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
+            let _: UdpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
+            packet.src_port = be16(ports.src);
+            packet.dst_port = be16(ports.dst);
+        }
+        // ICMP, ICMPv6 and other protocols are classified by address only.
+        _ => {}
+    }
+    Ok(())
+}
