@@ -1,1 +1,229 @@
-//! Policy directories: parse, validate, compile.
+//! Policy directories: `policy.toml` and `catalog/*.toml` in, a [`CompiledPolicy`] out.
+//!
+//! Compilation is pure (no I/O beyond reading the files) and total: it goes on after each
+//! problem and reports every error at once, each with its file, line and column. A directory
+//! with an error yields no compiled policy at all, so it can never replace a running one.
+//!
+//! Kernel ids: services are numbered in catalog-id order from 1, groups in name order from 1;
+//! 0 is "none" in both tables. Rules keep their order in `policy.toml`.
+
+mod aggregate;
+mod destinations;
+pub mod diagnostic;
+mod file;
+mod groups;
+pub(crate) mod problem;
+mod rules;
+mod selection;
+mod settings;
+mod sources;
+pub(crate) mod syntax;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+pub use diagnostic::{Diagnostic, Place, PolicyErrors};
+pub use selection::EU_MEMBERS;
+pub use syntax::{PortRange, Proto};
+use vigie_common::policy::Settings;
+
+use crate::{
+    catalog::{self, Catalog},
+    compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
+};
+use destinations::Destinations;
+use diagnostic::{Report, SourceText};
+use file::PolicyFile;
+use groups::Groups;
+use problem::Problem;
+use sources::Role;
+
+/// A policy that compiled, with what deserves a look without being wrong.
+#[derive(Clone, Debug)]
+pub struct Compilation {
+    pub policy: CompiledPolicy,
+    pub warnings: Vec<Diagnostic>,
+    /// The validated catalog, for what the kernel tables do not carry (domains, data age).
+    pub catalog: Catalog,
+}
+
+/// Compiles the policy directory `dir` (`policy.toml` and `catalog/*.toml`).
+pub fn load_dir(dir: &Path) -> Result<Compilation, PolicyErrors> {
+    let mut report = Report::default();
+    let files = sources::read_dir(dir, &mut report);
+    compile(dir, &files, report)
+}
+
+/// Compiles the default policy built into the binary (the repository's `policies/`, without its
+/// examples and GeoIP database). Diagnostics name its files `<embedded>/...`.
+pub fn load_embedded() -> Result<Compilation, PolicyErrors> {
+    compile(
+        Path::new(sources::EMBEDDED_ROOT),
+        &sources::embedded(),
+        Report::default(),
+    )
+}
+
+/// Compiles files given by name relative to a policy directory (`policy.toml`,
+/// `catalog/zoom.toml`) and contents. Other names are ignored with a warning.
+pub fn load_from_files(files: &[(PathBuf, String)]) -> Result<Compilation, PolicyErrors> {
+    compile(Path::new(""), files, Report::default())
+}
+
+fn compile(
+    root: &Path,
+    files: &[(PathBuf, String)],
+    mut report: Report,
+) -> Result<Compilation, PolicyErrors> {
+    let inputs = Inputs::new(root, files, &mut report);
+    let digest = sources::digest(inputs.all().map(|src| (src.name.as_str(), src.text)));
+    let catalog = catalog::parse(&inputs.catalog, &mut report);
+    let destinations = destinations::compile(&catalog, &mut report);
+    let body = inputs
+        .policy
+        .as_ref()
+        .and_then(|src| compile_policy(src, &catalog, &mut report));
+    let Some(body) = body.filter(|_| !report.has_errors()) else {
+        return Err(report.into_errors());
+    };
+    Ok(Compilation {
+        policy: assemble(body, &catalog, destinations, digest),
+        warnings: report.into_warnings(),
+        catalog,
+    })
+}
+
+fn assemble(
+    body: Body,
+    catalog: &Catalog,
+    destinations: Destinations,
+    digest: String,
+) -> CompiledPolicy {
+    CompiledPolicy {
+        settings: body.settings,
+        rules: body.rules,
+        rule_info: body.rule_info,
+        services: service_table(catalog),
+        groups: body.groups.names,
+        destinations_v4: destinations.v4,
+        destinations_v6: destinations.v6,
+        sources_v4: body.groups.sources_v4,
+        sources_v6: body.groups.sources_v6,
+        digest,
+    }
+}
+
+/// The files of a policy directory, by role, in name order.
+struct Inputs<'a> {
+    policy: Option<SourceText<'a>>,
+    catalog: Vec<SourceText<'a>>,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(root: &Path, files: &'a [(PathBuf, String)], report: &mut Report) -> Self {
+        let mut inputs = Self {
+            policy: None,
+            catalog: Vec::new(),
+        };
+        for (name, (role, text)) in by_name(root, files, report) {
+            let src = SourceText {
+                path: root.join(&name),
+                name,
+                text,
+            };
+            match role {
+                Role::Policy => inputs.policy = Some(src),
+                Role::Catalog => inputs.catalog.push(src),
+            }
+        }
+        if inputs.policy.is_none() {
+            report.error(
+                &Place::file(&root.join("policy.toml")),
+                Problem::MissingPolicyFile,
+            );
+        }
+        inputs
+    }
+
+    /// Every file in name order (`catalog/...` sorts before `policy.toml`).
+    fn all(&self) -> impl Iterator<Item = &SourceText<'a>> {
+        self.catalog.iter().chain(self.policy.as_ref())
+    }
+}
+
+/// The files by normalised name, each once.
+fn by_name<'a>(
+    root: &Path,
+    files: &'a [(PathBuf, String)],
+    report: &mut Report,
+) -> BTreeMap<String, (Role, &'a str)> {
+    let mut by_name = BTreeMap::new();
+    for (name, text) in files {
+        let place = Place::file(&root.join(name));
+        match sources::role(name) {
+            None => report.warn(&place, Problem::IgnoredFile),
+            Some((_, name)) if by_name.contains_key(&name) => {
+                report.error(&place, Problem::DuplicateFile(name));
+            }
+            Some((role, name)) => {
+                by_name.insert(name, (role, text.as_str()));
+            }
+        }
+    }
+    by_name
+}
+
+/// What `policy.toml` compiles into.
+struct Body {
+    settings: Settings,
+    groups: Groups,
+    rules: Vec<vigie_common::policy::Rule>,
+    rule_info: Vec<RuleInfo>,
+}
+
+fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) -> Option<Body> {
+    let file = PolicyFile::read(src, report)?;
+    let settings = file
+        .settings
+        .as_ref()
+        .map(|table| settings::compile(table, src, report));
+    let mut settings = settings.unwrap_or_default();
+    let groups = groups::compile(&file.groups, src, report);
+    let cx = rules::Context {
+        catalog,
+        groups: &groups,
+        src,
+    };
+    let (rules, rule_info) = rules::compile(&file.rules, &cx, report);
+    settings.rule_count = rules.len() as u32;
+    Some(Body {
+        settings,
+        groups,
+        rules,
+        rule_info,
+    })
+}
+
+/// Index = kernel service id; index 0 stands for "no service".
+fn service_table(catalog: &Catalog) -> Vec<ServiceInfo> {
+    let none = ServiceInfo {
+        id: "none".into(),
+        name: "none".into(),
+        operator: String::new(),
+        jurisdiction: String::new(),
+        category: String::new(),
+    };
+    let services = catalog.services().map(|(_, s)| ServiceInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        operator: s.operator.clone(),
+        jurisdiction: s.jurisdiction.clone(),
+        category: s.category.clone(),
+    });
+    std::iter::once(none).chain(services).collect()
+}
+
+#[cfg(test)]
+mod tests;

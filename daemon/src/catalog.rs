@@ -1,1 +1,0 @@
-//! Service catalog: one TOML file per service.

@@ -1,0 +1,135 @@
+//! Every error and warning that a policy directory can get, in the words an operator reads.
+
+use super::diagnostic::Place;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Problem {
+    // Files.
+    #[error("cannot read: {0}")]
+    Unreadable(String),
+    #[error("missing policy.toml")]
+    MissingPolicyFile,
+    #[error("missing catalog directory: each service is described in catalog/<id>.toml")]
+    MissingCatalog,
+    #[error("{0} is given twice")]
+    DuplicateFile(String),
+    #[error("not part of a policy directory (policy.toml, catalog/*.toml): ignored")]
+    IgnoredFile,
+    #[error("unknown key `{0}`, expected one of `settings`, `groups`, `rule`")]
+    UnknownSection(String),
+    #[error("missing [settings]: mode, default and unparsed are required")]
+    MissingSettings,
+    #[error("`{key}` must be {expected}")]
+    NotA {
+        key: &'static str,
+        expected: &'static str,
+    },
+    /// The TOML parser's message: syntax, unknown key, missing key, wrong type.
+    #[error("{0}")]
+    Toml(String),
+
+    // Values.
+    #[error("{what} `{value}` may only use a-z, 0-9 and '-'")]
+    BadIdentifier { what: &'static str, value: String },
+    #[error("{what} `none` is reserved: it names the absence of a {what}")]
+    ReservedName { what: &'static str },
+    #[error("{what} must not be empty")]
+    EmptyText { what: &'static str },
+    #[error("category `{0}` may only use a-z and '-'")]
+    BadCategory(String),
+    #[error(
+        "jurisdiction `{0}` is not an ISO 3166-1 alpha-2 code (two capital letters, like \"US\")"
+    )]
+    BadJurisdiction(String),
+    #[error(
+        "jurisdiction `{0}` is not an ISO 3166-1 alpha-2 code (like \"US\") nor \"eu\" or \"non-eu\""
+    )]
+    BadJurisdictionSet(String),
+    #[error("domain suffix `{value}`: {reason}")]
+    BadDomain { value: String, reason: &'static str },
+    #[error("retrieved must be a date like 2024-06-01, without a time")]
+    BadDate,
+    #[error("`{0}` is not an IPv4 or IPv6 prefix (like 192.0.2.0/24 or 2001:db8::/32)")]
+    BadPrefix(String),
+    #[error("prefix `{value}` has host bits set: did you mean `{network}`?")]
+    HostBits { value: String, network: String },
+    #[error("protocol `{value}` must be one of {allowed}")]
+    BadProto {
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("`{0}` is not a port (0-65535) nor a range like \"8801-8810\"")]
+    BadPort(String),
+    #[error("port range {min}-{max} is reversed: write {max}-{min}")]
+    ReversedPorts { min: u16, max: u16 },
+    #[error("ports need proto = \"tcp\" or \"udp\"")]
+    PortsWithoutProto,
+    #[error("action `{value}` must be one of {allowed}")]
+    BadAction {
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("reject is not supported yet: use \"block\" (drop)")]
+    RejectUnsupported,
+    #[error("mode `{0}` must be \"enforce\" or \"monitor\"")]
+    BadMode(String),
+
+    // Catalog.
+    #[error("service id `{id}` must equal the file name `{stem}` (without .toml)")]
+    IdMismatch { id: String, stem: String },
+    #[error("service `{id}` is already defined at {first}")]
+    DuplicateService { id: String, first: Place },
+
+    // Policy.
+    #[error("unknown service `{0}`: no catalog/{0}.toml")]
+    UnknownService(String),
+    #[error("unknown category `{0}`: no service of the catalog has it")]
+    UnknownCategory(String),
+    #[error("unknown group `{0}`: define it under [groups.{0}]")]
+    UnknownGroup(String),
+    #[error("rule name `{name}` is already used at {first}")]
+    DuplicateRule { name: String, first: Place },
+    #[error("prefix {prefix} already belongs to group `{group}` ({first})")]
+    DuplicateGroupPrefix {
+        prefix: String,
+        group: String,
+        first: Place,
+    },
+    #[error("too many {what}: the kernel holds at most {limit}")]
+    TooMany { what: &'static str, limit: u32 },
+    #[error("`{0}` is empty: remove the key to leave it unconstrained")]
+    EmptyList(&'static str),
+    #[error(
+        "unknown = true matches flows whose service was not recognised: it cannot be combined with services, categories or jurisdictions"
+    )]
+    UnknownWithServices,
+
+    // Warnings.
+    #[error(
+        "prefix {prefix} is also listed by service `{first}` ({first_place}): the address table keeps `{first}`"
+    )]
+    SharedPrefix {
+        prefix: String,
+        first: String,
+        first_place: Place,
+    },
+    #[error("{what} {value} is listed twice")]
+    ListedTwice { what: &'static str, value: String },
+    #[error("group `{0}` has no prefixes: no source is ever in it")]
+    EmptyGroup(String),
+    #[error("rule `{rule}` selects no service of the catalog: it never matches")]
+    SelectsNothing { rule: String },
+    #[error("no service of the catalog has jurisdiction {0}")]
+    UnusedJurisdiction(String),
+    #[error(
+        "rule `{rule}` blocks {proto} {ports} by port alone, which also hits sovereign service `{service}` \
+         ({proto} {service_ports}): name the services to block instead"
+    )]
+    SovereignPort {
+        rule: String,
+        proto: &'static str,
+        ports: String,
+        service: String,
+        service_ports: String,
+    },
+}

@@ -1,0 +1,250 @@
+//! `[[rule]]`: the ordered rules, compiled into the kernel's rule rows (first match wins).
+
+use std::collections::{BTreeSet, HashMap, hash_map::Entry};
+
+use toml::Spanned;
+use vigie_common::{
+    action, limits,
+    policy::{Rule, condition},
+};
+
+use super::{
+    diagnostic::{Place, Report, SourceText},
+    file::{Names, RuleTable},
+    groups::Groups,
+    problem::Problem,
+    selection::{self, Selection},
+    settings,
+    syntax::{self, PortRange, Proto},
+};
+use crate::{catalog::Catalog, compiled::RuleInfo};
+
+/// What every rule is compiled against.
+pub(super) struct Context<'a, 'b> {
+    pub catalog: &'a Catalog,
+    pub groups: &'a Groups,
+    pub src: &'a SourceText<'b>,
+}
+
+/// The rules in order; a rule that did not read leaves no row (its errors refuse the policy).
+pub(super) fn compile(
+    tables: &[Spanned<Option<RuleTable>>],
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) -> (Vec<Rule>, Vec<RuleInfo>) {
+    let mut first_use = HashMap::new();
+    let mut rules = Vec::with_capacity(tables.len());
+    let mut info = Vec::with_capacity(tables.len());
+    for (index, table) in tables.iter().enumerate() {
+        if index == limits::MAX_RULES as usize {
+            report.error(
+                &cx.src.at(table),
+                Problem::TooMany {
+                    what: "rules",
+                    limit: limits::MAX_RULES,
+                },
+            );
+        }
+        let Some(rule) = table.as_ref() else { continue };
+        check_name(&rule.name, &mut first_use, cx.src, report);
+        rules.push(compile_rule(rule, cx, report));
+        info.push(RuleInfo {
+            name: rule.name.as_ref().clone(),
+        });
+    }
+    (rules, info)
+}
+
+fn check_name(
+    name: &Spanned<String>,
+    first_use: &mut HashMap<String, Place>,
+    src: &SourceText<'_>,
+    report: &mut Report,
+) {
+    let place = src.at(name);
+    if report
+        .take(&place, syntax::identifier("rule name", name.as_ref()))
+        .is_none()
+    {
+        return;
+    }
+    match first_use.entry(name.as_ref().clone()) {
+        Entry::Occupied(first) => {
+            report.error(
+                &place,
+                Problem::DuplicateRule {
+                    name: name.as_ref().clone(),
+                    first: first.get().clone(),
+                },
+            );
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(place);
+        }
+    }
+}
+
+fn compile_rule(rule: &RuleTable, cx: &Context<'_, '_>, report: &mut Report) -> Rule {
+    let errors_before = report.error_count();
+    let selection = selection::select(rule, cx.catalog, cx.src, report);
+    let groups = group_bits(&rule.groups, "groups", cx, report);
+    let except_groups = group_bits(&rule.except_groups, "except_groups", cx, report).unwrap_or(0);
+    let transport = transport(rule, cx.src, report);
+    let action = report.take(
+        &cx.src.at(&rule.action),
+        settings::rule_action(&rule.action),
+    );
+    let action = action.unwrap_or(action::ALLOW);
+    // Warnings about a rule that has errors would only add noise.
+    if report.error_count() == errors_before {
+        warn(rule, &selection, &transport, action, cx, report);
+    }
+    let sources = Sources {
+        only: groups,
+        except: except_groups,
+    };
+    row(&selection, sources, &transport, action)
+}
+
+/// The source-group conditions of a rule: `only` is `None` when the rule names no group.
+#[derive(Clone, Copy)]
+struct Sources {
+    only: Option<u64>,
+    except: u64,
+}
+
+fn row(selection: &Selection, sources: Sources, transport: &Transport, action: u32) -> Rule {
+    let (mut conditions, services) = match selection {
+        Selection::Any => (0, [0; 2]),
+        Selection::Services(set) => (condition::SERVICES, service_bits(set)),
+        Selection::Unrecognised => (condition::NO_SERVICE, [0; 2]),
+    };
+    if sources.only.is_some() {
+        conditions |= condition::GROUPS;
+    }
+    let ports = transport.ports.unwrap_or(PortRange::ANY);
+    Rule {
+        services,
+        groups: sources.only.unwrap_or(0),
+        except_groups: sources.except,
+        classes: 0,
+        conditions,
+        action,
+        proto: transport.proto.map_or(0, Proto::number),
+        port_min: ports.min,
+        port_max: ports.max,
+    }
+}
+
+/// Bit n of word n/64 for each kernel service id n.
+fn service_bits(set: &BTreeSet<u32>) -> [u64; 2] {
+    let mut bits = [0u64; 2];
+    // Ids past the kernel's limit are already an error of the catalog.
+    for &id in set.iter().filter(|&&id| id < limits::MAX_SERVICES) {
+        bits[(id / 64) as usize] |= 1 << (id % 64);
+    }
+    bits
+}
+
+fn group_bits(
+    list: &Names,
+    key: &'static str,
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) -> Option<u64> {
+    let list = list.as_ref()?;
+    if list.as_ref().is_empty() {
+        report.error(&cx.src.at(list), Problem::EmptyList(key));
+    }
+    let mut bits = 0u64;
+    for name in list.as_ref() {
+        match cx.groups.id(name.as_ref()) {
+            Some(id) if id < limits::MAX_GROUPS => bits |= 1 << id,
+            // Past the kernel's limit: already an error at the group's definition.
+            Some(_) => {}
+            None => report.error(
+                &cx.src.at(name),
+                Problem::UnknownGroup(name.as_ref().clone()),
+            ),
+        }
+    }
+    Some(bits)
+}
+
+/// The protocol, and the remote port range when the rule names one.
+fn transport(rule: &RuleTable, src: &SourceText<'_>, report: &mut Report) -> Transport {
+    let proto = rule
+        .proto
+        .as_ref()
+        .and_then(|p| report.take(&src.at(p), syntax::proto(p.as_ref(), true)));
+    let Some(spec) = &rule.ports else {
+        return Transport { proto, ports: None };
+    };
+    let range = report.take(&src.at(spec), syntax::port_range(spec.as_ref()));
+    if rule.proto.is_none() || proto.is_some_and(|p| !p.has_ports()) {
+        report.error(&src.at(spec), Problem::PortsWithoutProto);
+    }
+    Transport {
+        proto,
+        ports: range,
+    }
+}
+
+struct Transport {
+    proto: Option<Proto>,
+    ports: Option<PortRange>,
+}
+
+fn warn(
+    rule: &RuleTable,
+    selection: &Selection,
+    transport: &Transport,
+    action: u32,
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) {
+    if matches!(selection, Selection::Services(set) if set.is_empty()) {
+        report.warn(
+            &cx.src.at(&rule.name),
+            Problem::SelectsNothing {
+                rule: rule.name.as_ref().clone(),
+            },
+        );
+    }
+    if let (Some(proto), Some(ports)) = (transport.proto, transport.ports)
+        && action::blocks(action)
+        && !rule.selects_services()
+    {
+        warn_sovereign_ports(rule, proto, ports, cx, report);
+    }
+}
+
+/// A rule that blocks by port alone also blocks the sovereign services that use the port (Visio's
+/// TURN relays listen on 3478, like Zoom's and Teams' STUN): ports do not identify a service.
+fn warn_sovereign_ports(
+    rule: &RuleTable,
+    proto: Proto,
+    ports: PortRange,
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) {
+    let Some(place) = rule.ports.as_ref().map(|p| cx.src.at(p)) else {
+        return;
+    };
+    for (_, service) in cx.catalog.services().filter(|(_, s)| s.sovereign) {
+        let hit = service
+            .ports
+            .iter()
+            .find(|p| p.proto == proto && p.range.overlaps(ports));
+        if let Some(hit) = hit {
+            let problem = Problem::SovereignPort {
+                rule: rule.name.as_ref().clone(),
+                proto: proto.name(),
+                ports: ports.to_string(),
+                service: service.id.clone(),
+                service_ports: hit.range.to_string(),
+            };
+            report.warn(&place, problem);
+        }
+    }
+}

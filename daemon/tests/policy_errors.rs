@@ -1,0 +1,485 @@
+//! Rejected policies: each error says what is wrong and where (path:line:column), and every
+//! error of a directory comes out at once.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use vigie::policy::{self, PolicyErrors};
+
+fn service(id: &str, extra: &str) -> (PathBuf, String) {
+    let text = format!(
+        "id = \"{id}\"\nname = \"{id}\"\noperator = \"op\"\njurisdiction = \"US\"\ncategory = \"conferencing\"\n\
+         {extra}\n[source]\nvendor = \"test\"\nretrieved = 2024-06-01\n"
+    );
+    (PathBuf::from(format!("catalog/{id}.toml")), text)
+}
+
+const SETTINGS: &str =
+    "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n";
+
+/// Two services and the policy text after `SETTINGS` (which takes lines 1-4).
+fn files(policy: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        service("alpha", "prefixes = [\"192.0.2.0/25\"]"),
+        service("beta", ""),
+        (PathBuf::from("policy.toml"), format!("{SETTINGS}{policy}")),
+    ]
+}
+
+fn errors_of(files: &[(PathBuf, String)]) -> Vec<String> {
+    match policy::load_from_files(files) {
+        Ok(_) => panic!("compiled"),
+        Err(PolicyErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn errors(policy: &str) -> Vec<String> {
+    errors_of(&files(policy))
+}
+
+#[test]
+fn unknown_service() {
+    let got =
+        errors("[[rule]]\nname = \"r\"\nservices = [\"alpha\", \"zom\"]\naction = \"block\"\n");
+    assert_eq!(
+        got,
+        ["policy.toml:7:22: unknown service `zom`: no catalog/zom.toml"]
+    );
+}
+
+#[test]
+fn unknown_category_and_bad_jurisdiction() {
+    let got = errors(
+        "[[rule]]\nname = \"r\"\ncategories = [\"chat\"]\njurisdictions = [\"usa\"]\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:7:15: unknown category `chat`: no service of the catalog has it",
+            "policy.toml:8:18: jurisdiction `usa` is not an ISO 3166-1 alpha-2 code (like \"US\") nor \"eu\" or \"non-eu\"",
+        ]
+    );
+}
+
+#[test]
+fn unknown_group() {
+    let got = errors(
+        "[groups.finance]\nprefixes = [\"10.1.0.0/16\"]\n[[rule]]\nname = \"r\"\ngroups = [\"finance\"]\n\
+         except_groups = [\"diplomacy\"]\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        ["policy.toml:10:18: unknown group `diplomacy`: define it under [groups.diplomacy]"]
+    );
+}
+
+#[test]
+fn duplicate_rule_name() {
+    let got = errors(
+        "[[rule]]\nname = \"r\"\naction = \"allow\"\n[[rule]]\nname = \"r\"\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        ["policy.toml:9:8: rule name `r` is already used at policy.toml:6:8"]
+    );
+}
+
+#[test]
+fn bad_names() {
+    let got = errors(
+        "[groups.none]\nprefixes = []\n[[rule]]\nname = \"Keep Sovereign\"\naction = \"allow\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:5:9: group `none` is reserved: it names the absence of a group",
+            "policy.toml:8:8: rule name `Keep Sovereign` may only use a-z, 0-9 and '-'",
+        ]
+    );
+}
+
+#[test]
+fn bad_cidr_and_host_bits_and_shared_source_prefix() {
+    let got = errors(
+        "[groups.a]\nprefixes = [\"10.1.0.0/16\", \"10.1.0/16\"]\n\
+         [groups.b]\nprefixes = [\"10.1.0.0/16\", \"fd00:1::1/48\"]\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:6:28: `10.1.0/16` is not an IPv4 or IPv6 prefix (like 192.0.2.0/24 or 2001:db8::/32)",
+            "policy.toml:8:13: prefix 10.1.0.0/16 already belongs to group `a` (policy.toml:6:13)",
+            "policy.toml:8:28: prefix `fd00:1::1/48` has host bits set: did you mean `fd00:1::/48`?",
+        ]
+    );
+}
+
+#[test]
+fn catalog_prefix_with_host_bits_names_the_prefix() {
+    let mut files = files("");
+    files[1] = service(
+        "beta",
+        "prefixes = [\"198.51.100.0/24\", \"198.51.100.7/24\"]",
+    );
+    assert_eq!(
+        errors_of(&files),
+        [
+            "catalog/beta.toml:6:32: prefix `198.51.100.7/24` has host bits set: did you mean `198.51.100.0/24`?"
+        ]
+    );
+}
+
+#[test]
+fn ports() {
+    let got = errors(
+        "[[rule]]\nname = \"a\"\nproto = \"udp\"\nports = \"3481-3478\"\naction = \"block\"\n\
+         [[rule]]\nname = \"b\"\nports = 443\naction = \"block\"\n\
+         [[rule]]\nname = \"c\"\nproto = \"icmp\"\nports = \"1\"\naction = \"block\"\n\
+         [[rule]]\nname = \"d\"\nproto = \"sctp\"\nports = \"70000\"\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:8:9: port range 3481-3478 is reversed: write 3478-3481",
+            "policy.toml:12:9: ports need proto = \"tcp\" or \"udp\"",
+            "policy.toml:17:9: ports need proto = \"tcp\" or \"udp\"",
+            "policy.toml:21:9: protocol `sctp` must be one of tcp, udp, icmp, icmpv6",
+            "policy.toml:22:9: `70000` is not a port (0-65535) nor a range like \"8801-8810\"",
+        ]
+    );
+}
+
+#[test]
+fn reject_is_not_supported_yet() {
+    let got = errors("[[rule]]\nname = \"r\"\nservices = [\"alpha\"]\naction = \"reject\"\n");
+    assert_eq!(
+        got,
+        ["policy.toml:8:10: reject is not supported yet: use \"block\" (drop)"]
+    );
+    let got = errors_of(&[
+        service("alpha", ""),
+        (
+            PathBuf::from("policy.toml"),
+            "[settings]\nmode = \"enforce\"\ndefault = \"reject\"\nunparsed = \"monitor\"\n".into(),
+        ),
+    ]);
+    assert_eq!(
+        got,
+        [
+            "policy.toml:3:11: reject is not supported yet: use \"block\" (drop)",
+            "policy.toml:4:12: action `monitor` must be one of allow, block",
+        ]
+    );
+}
+
+#[test]
+fn bad_settings() {
+    let got = errors_of(&[
+        service("alpha", ""),
+        (
+            PathBuf::from("policy.toml"),
+            "[settings]\nmode = \"audit\"\ndefault = \"drop\"\nunparsed = \"allow\"\n".into(),
+        ),
+    ]);
+    assert_eq!(
+        got,
+        [
+            "policy.toml:2:8: mode `audit` must be \"enforce\" or \"monitor\"",
+            "policy.toml:3:11: action `drop` must be one of allow, block, monitor",
+        ]
+    );
+}
+
+#[test]
+fn empty_lists_and_contradictions() {
+    let got = errors(
+        "[[rule]]\nname = \"a\"\nservices = []\naction = \"block\"\n\
+         [[rule]]\nname = \"b\"\nunknown = true\ncategories = [\"conferencing\"]\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:7:12: `services` is empty: remove the key to leave it unconstrained",
+            "policy.toml:11:11: unknown = true matches flows whose service was not recognised: it cannot be combined with services, categories or jurisdictions",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let got = errors("[[rule]]\nname = \"r\"\nservice = [\"alpha\"]\naction = \"block\"\n");
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("policy.toml:7:1: unknown field `service`, expected one of"),
+        "{got:?}"
+    );
+    let mut files = files("");
+    files[0].1.push_str("colour = \"blue\"\n");
+    let got = errors_of(&files);
+    assert!(
+        got[0].starts_with("catalog/alpha.toml:10:1: unknown field `colour`"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_rule_that_does_not_read_hides_no_other_error() {
+    let got = errors(
+        "[groups.a]\nprefixes = [\"10.0.0.0/8\"]\nsize = 3\n\
+         [[rule]]\nname = \"r\"\nactoin = \"block\"\n\
+         [[rule]]\nname = \"s\"\nservices = [\"zom\"]\ngroups = [\"a\"]\naction = \"block\"\n",
+    );
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "policy.toml:7:1: unknown field `size`, expected `prefixes` or `description`"
+        ),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("policy.toml:10:1: unknown field `actoin`"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[2],
+        "policy.toml:13:13: unknown service `zom`: no catalog/zom.toml"
+    );
+}
+
+#[test]
+fn sections() {
+    let got = errors_of(&[
+        service("alpha", ""),
+        (
+            PathBuf::from("policy.toml"),
+            "[rules]\nname = \"r\"\n[rule]\nname = \"s\"\n".into(),
+        ),
+    ]);
+    assert_eq!(
+        got,
+        [
+            "policy.toml:1:1: missing [settings]: mode, default and unparsed are required",
+            "policy.toml:1:2: unknown key `rules`, expected one of `settings`, `groups`, `rule`",
+            "policy.toml:3:1: `rule` must be an array of tables: write [[rule]]",
+        ]
+    );
+}
+
+#[test]
+fn every_syntax_error_of_a_file() {
+    let got = errors("[[rule]]\nname = = \"r\"\n[[rule]]\nname = \"s\"\nname = \"t\"\n");
+    // The parser goes on after a mistake, and may say more than one thing about it.
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("policy.toml:6:8: extra `=`, expected nothing")
+    );
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("policy.toml:9:1: duplicate key")
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_a_place() {
+    let got = errors("[[rule]]\nname = \"r\naction = \"block\"\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("policy.toml:6:"), "{got:?}");
+}
+
+#[test]
+fn service_id_must_equal_the_file_stem() {
+    let mut files = files("");
+    files[1].1 = files[1].1.replace("id = \"beta\"", "id = \"gamma\"");
+    assert_eq!(
+        errors_of(&files),
+        [
+            "catalog/beta.toml:1:6: service id `gamma` must equal the file name `beta` (without .toml)"
+        ]
+    );
+}
+
+#[test]
+fn a_file_given_twice() {
+    let mut files = files("");
+    files.push((
+        PathBuf::from("./catalog/alpha.toml"),
+        service("alpha", "").1,
+    ));
+    assert_eq!(
+        errors_of(&files),
+        ["./catalog/alpha.toml:1:1: catalog/alpha.toml is given twice"]
+    );
+}
+
+#[test]
+fn missing_policy_file() {
+    assert_eq!(
+        errors_of(&[service("alpha", "")]),
+        ["policy.toml:1:1: missing policy.toml"]
+    );
+}
+
+#[test]
+fn too_many_rules() {
+    let rules = (0..65)
+        .map(|i| format!("[[rule]]\nname = \"r{i}\"\naction = \"allow\"\n"))
+        .collect::<Vec<_>>()
+        .concat();
+    // Rule 65 starts on line 4 + 64 * 3 + 1.
+    assert_eq!(
+        errors(&rules),
+        ["policy.toml:197:1: too many rules: the kernel holds at most 64"]
+    );
+}
+
+#[test]
+fn too_many_groups() {
+    // Names g00..g63 sort in number order: g63 is the 64th group, one past the kernel's 63.
+    let groups = (0..64)
+        .map(|i| format!("[groups.g{i:02}]\nprefixes = [\"10.{i}.0.0/16\"]\n"))
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(
+        errors(&groups),
+        ["policy.toml:131:9: too many groups: the kernel holds at most 63"]
+    );
+}
+
+#[test]
+fn too_many_services() {
+    let mut files: Vec<_> = (0..128).map(|i| service(&format!("s{i:03}"), "")).collect();
+    files.push((PathBuf::from("policy.toml"), SETTINGS.to_owned()));
+    assert_eq!(
+        errors_of(&files),
+        ["catalog/s127.toml:1:6: too many services: the kernel holds at most 127"]
+    );
+}
+
+#[test]
+fn every_error_of_every_file_comes_out_at_once() {
+    let mut files = files(
+        "[[rule]]\nname = \"a\"\nservices = [\"zom\"]\naction = \"reject\"\n\
+         [[rule]]\nname = \"a\"\ngroups = [\"nobody\"]\naction = \"block\"\n",
+    );
+    files[0].1 = files[0].1.replace("\"US\"", "\"U\"");
+    files[1].1 = files[1].1.replace("2024-06-01", "2024-06-01T00:00:00Z");
+    let got = errors_of(&files);
+    assert_eq!(
+        got,
+        [
+            "catalog/alpha.toml:4:16: jurisdiction `U` is not an ISO 3166-1 alpha-2 code (two capital letters, like \"US\")",
+            "catalog/beta.toml:9:13: retrieved must be a date like 2024-06-01, without a time",
+            "policy.toml:7:13: unknown service `zom`: no catalog/zom.toml",
+            "policy.toml:8:10: reject is not supported yet: use \"block\" (drop)",
+            "policy.toml:10:8: rule name `a` is already used at policy.toml:6:8",
+            "policy.toml:11:11: unknown group `nobody`: define it under [groups.nobody]",
+        ]
+    );
+    let shown = policy::load_from_files(&files).unwrap_err().to_string();
+    assert_eq!(shown.lines().count(), 6);
+    assert_eq!(shown.lines().next(), Some(got[0].as_str()));
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("vigie-policy-errors-{}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let path = self.0.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir_errors(dir: &Path) -> Vec<String> {
+    policy::load_dir(dir)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn missing_catalog_directory() {
+    let dir = TempDir::new();
+    dir.write(
+        "policy.toml",
+        "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n",
+    );
+    let catalog = dir.0.join("catalog");
+    assert_eq!(
+        dir_errors(&dir.0),
+        [format!(
+            "{}:1:1: missing catalog directory: each service is described in catalog/<id>.toml",
+            catalog.display()
+        )]
+    );
+}
+
+#[test]
+fn errors_from_a_directory_name_its_files() {
+    let dir = TempDir::new();
+    dir.write(
+        "policy.toml",
+        "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\nextra = 1\n",
+    );
+    let (_, text) = service("alpha", "prefixes = [\"192.0.2.1/24\"]");
+    dir.write("catalog/alpha.toml", &text);
+    dir.write("catalog/README.md", "not a service");
+    let got = dir_errors(&dir.0);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let alpha = dir.0.join("catalog/alpha.toml");
+    assert_eq!(
+        got[0],
+        format!(
+            "{}:6:13: prefix `192.0.2.1/24` has host bits set: did you mean `192.0.2.0/24`?",
+            alpha.display()
+        )
+    );
+    assert!(
+        got[1].starts_with(&format!(
+            "{}:5:1: unknown field `extra`",
+            dir.0.join("policy.toml").display()
+        )),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_two_clear_errors() {
+    let dir = TempDir::new();
+    let absent = dir.0.join("absent");
+    let got = dir_errors(&absent);
+    assert_eq!(
+        got,
+        [
+            format!(
+                "{}:1:1: missing catalog directory: each service is described in catalog/<id>.toml",
+                absent.join("catalog").display()
+            ),
+            format!(
+                "{}:1:1: missing policy.toml",
+                absent.join("policy.toml").display()
+            ),
+        ]
+    );
+}

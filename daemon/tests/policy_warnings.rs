@@ -1,0 +1,170 @@
+//! Warnings that do not refuse a policy, and the digest that identifies one.
+
+use std::path::PathBuf;
+
+use vigie::policy::{self, Compilation};
+
+fn service(id: &str, jurisdiction: &str, extra: &str) -> (PathBuf, String) {
+    let text = format!(
+        "id = \"{id}\"\nname = \"{id}\"\noperator = \"op\"\njurisdiction = \"{jurisdiction}\"\ncategory = \"conferencing\"\n\
+         {extra}\n[source]\nvendor = \"test\"\nretrieved = 2024-06-01\n"
+    );
+    (PathBuf::from(format!("catalog/{id}.toml")), text)
+}
+
+const SETTINGS: &str =
+    "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n";
+
+/// Visio (sovereign, TURN on udp 3478 and a test prefix) and Zoom.
+fn files(policy: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        service(
+            "visio",
+            "FR",
+            "sovereign = true\nprefixes = [\"192.0.2.0/28\"]\n[[ports]]\nproto = \"udp\"\nrange = \"3478\"",
+        ),
+        service(
+            "zoom",
+            "US",
+            "prefixes = [\"198.51.100.0/24\"]\n[[ports]]\nproto = \"udp\"\nrange = \"8801-8810\"",
+        ),
+        (PathBuf::from("policy.toml"), format!("{SETTINGS}{policy}")),
+    ]
+}
+
+fn compile(files: &[(PathBuf, String)]) -> Compilation {
+    policy::load_from_files(files).unwrap_or_else(|errors| panic!("does not compile:\n{errors}"))
+}
+
+fn warnings(files: &[(PathBuf, String)]) -> Vec<String> {
+    compile(files)
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_prefix_claimed_by_two_services_names_both() {
+    let mut files = files("");
+    files[1] = service(
+        "zoom",
+        "US",
+        "prefixes = [\"198.51.100.0/24\", \"192.0.2.0/28\"]",
+    );
+    assert_eq!(
+        warnings(&files),
+        [
+            "catalog/zoom.toml:6:32: prefix 192.0.2.0/28 is also listed by service `visio` (catalog/visio.toml:7:13): the address table keeps `visio`"
+        ]
+    );
+    let policy = compile(&files).policy;
+    let entry = policy
+        .destinations_v4
+        .iter()
+        .find(|(n, _)| n.to_string() == "192.0.2.0/28")
+        .unwrap();
+    assert_eq!(policy.service_name(entry.1.service), Some("visio"));
+}
+
+#[test]
+fn overlapping_prefixes_of_two_services_stay_apart() {
+    let mut files = files("");
+    files[1] = service("zoom", "US", "prefixes = [\"192.0.2.0/24\"]");
+    let compilation = compile(&files);
+    assert!(
+        compilation.warnings.is_empty(),
+        "{:?}",
+        compilation.warnings
+    );
+    let table: Vec<(String, Option<&str>)> = compilation
+        .policy
+        .destinations_v4
+        .iter()
+        .map(|(n, d)| (n.to_string(), compilation.policy.service_name(d.service)))
+        .collect();
+    assert_eq!(
+        table,
+        [
+            ("192.0.2.0/24".to_owned(), Some("zoom")),
+            ("192.0.2.0/28".to_owned(), Some("visio"))
+        ]
+    );
+}
+
+#[test]
+fn a_port_only_block_on_3478_warns_about_visio() {
+    let got = warnings(&files(
+        "[[rule]]\nname = \"block-stun\"\nproto = \"udp\"\nports = \"3478-3481\"\naction = \"block\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:8:9: rule `block-stun` blocks udp 3478-3481 by port alone, which also hits sovereign service `visio` (udp 3478): name the services to block instead"
+        ]
+    );
+}
+
+#[test]
+fn port_rules_that_cannot_hit_a_sovereign_service_do_not_warn() {
+    let cases = [
+        // Names the service it blocks.
+        "[[rule]]\nname = \"r\"\nservices = [\"zoom\"]\nproto = \"udp\"\nports = 3478\naction = \"block\"\n",
+        // Another protocol.
+        "[[rule]]\nname = \"r\"\nproto = \"tcp\"\nports = 3478\naction = \"block\"\n",
+        // Another port.
+        "[[rule]]\nname = \"r\"\nproto = \"udp\"\nports = \"8801-8810\"\naction = \"block\"\n",
+        // Only watches.
+        "[[rule]]\nname = \"r\"\nproto = \"udp\"\nports = 3478\naction = \"monitor\"\n",
+    ];
+    for case in cases {
+        assert_eq!(warnings(&files(case)), Vec::<String>::new(), "{case}");
+    }
+}
+
+#[test]
+fn other_warnings() {
+    let got = warnings(&files(
+        "[groups.empty]\nprefixes = []\n[[rule]]\nname = \"r\"\njurisdictions = [\"CN\"]\naction = \"block\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:5:9: group `empty` has no prefixes: no source is ever in it",
+            "policy.toml:8:8: rule `r` selects no service of the catalog: it never matches",
+            "policy.toml:9:18: no service of the catalog has jurisdiction CN",
+        ]
+    );
+    let mut extra = files("");
+    extra.push((PathBuf::from("notes.txt"), String::new()));
+    assert_eq!(
+        warnings(&extra),
+        ["notes.txt:1:1: not part of a policy directory (policy.toml, catalog/*.toml): ignored"]
+    );
+}
+
+#[test]
+fn the_digest_follows_every_file() {
+    let base = files("");
+    let digest = |files: &[(PathBuf, String)]| compile(files).policy.digest;
+    let original = digest(&base);
+    assert_eq!(original.len(), 64);
+    assert!(original.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The order in which files are given does not matter.
+    let reversed: Vec<_> = base.iter().rev().cloned().collect();
+    assert_eq!(digest(&reversed), original);
+    // A comment in the policy, or a changed catalog entry, is another policy.
+    let mut policy_changed = base.clone();
+    policy_changed[2].1.push_str("# reviewed\n");
+    assert_ne!(digest(&policy_changed), original);
+    let mut catalog_changed = base.clone();
+    catalog_changed[1].1 = catalog_changed[1].1.replace(
+        "operator = \"op\"",
+        "operator = \"Zoom Video Communications, Inc.\"",
+    );
+    assert_ne!(digest(&catalog_changed), original);
+    // A file that is not part of the policy is not in the digest.
+    let mut with_notes = base.clone();
+    with_notes.push((PathBuf::from("README.md"), "notes".into()));
+    assert_eq!(digest(&with_notes), original);
+}
