@@ -10,7 +10,7 @@ pub struct CounterKey {
     pub group: u16,
     /// The effective action: what happened to the packets (`action::*`).
     pub action: u8,
-    pub _pad: u8,
+    pub pad: u8,
 }
 
 #[repr(C)]

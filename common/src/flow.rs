@@ -15,7 +15,7 @@ pub struct FlowKey {
     pub proto: u8,
     /// 4 or 6.
     pub family: u8,
-    pub _pad: [u8; 2],
+    pub pad: [u8; 2],
 }
 
 /// The evidence (which service, how recognised) is kept apart from the verdict (which rule,
@@ -37,7 +37,7 @@ pub struct FlowEntry {
     pub action: u32,
     /// Bits of `flags` below.
     pub flags: u32,
-    pub _pad: u32,
+    pub pad: u32,
 }
 
 /// `FlowEntry::flags` and `FlowEvent::flags` bits.

@@ -30,7 +30,7 @@ pub struct Settings {
     pub mode: u32,
     /// What a packet that cannot be parsed gets: `action::ALLOW` or `action::DROP`.
     pub unparsed_action: u32,
-    pub _pad: u32,
+    pub pad: u32,
 }
 
 /// `Rule::conditions` bits: which of the rule's fields constrain a match.
@@ -76,7 +76,7 @@ pub struct Rule {
 pub struct Destination {
     pub classes: u64,
     pub service: u32,
-    pub _pad: u32,
+    pub pad: u32,
 }
 
 /// Value of the source prefix tries.

@@ -67,7 +67,10 @@ impl CompiledPolicy {
         match rule {
             vigie_common::action::rule::DEFAULT => "default",
             vigie_common::action::rule::NO_POLICY => "no-policy",
-            n => self.rule_info.get(n as usize).map_or("unknown", |r| r.name.as_str()),
+            n => self
+                .rule_info
+                .get(n as usize)
+                .map_or("unknown", |r| r.name.as_str()),
         }
     }
 }

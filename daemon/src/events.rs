@@ -1,10 +1,151 @@
 //! Flow events: from the kernel's ring buffer records to JSON lines on their own sink.
 
-use vigie_common::event::FlowEvent;
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+use vigie_common::{
+    action::{self, evidence},
+    event::FlowEvent,
+    flow::flags,
+};
+
+use crate::{compiled::CompiledPolicy, maps::address};
 
 /// Reads one ring-buffer record; a record too short to be vigie's is skipped, not misread.
 #[must_use]
 pub fn decode(bytes: &[u8]) -> Option<FlowEvent> {
     let size = std::mem::size_of::<FlowEvent>();
     bytes.get(..size).map(bytemuck::pod_read_unaligned)
+}
+
+/// One flow event as written to the sink.
+#[derive(Debug, Serialize)]
+pub struct FlowRecord {
+    pub time: String,
+    pub src: String,
+    pub dst: String,
+    pub proto: &'static str,
+    pub service: Option<String>,
+    pub group: String,
+    pub rule: String,
+    /// What the rule says: allow, block or monitor.
+    pub action: &'static str,
+    /// enforce, or monitor when the policy only reports what it would block.
+    pub mode: &'static str,
+    /// What happened to the packet: passed or dropped.
+    pub verdict: &'static str,
+    pub evidence: &'static str,
+    pub generation: u32,
+    pub policy_digest: String,
+    /// The flow existed before and a new policy changed its verdict.
+    pub redecided: bool,
+    pub direction: &'static str,
+}
+
+#[must_use]
+pub const fn action_name(code: u32) -> &'static str {
+    match code {
+        action::ALLOW => "allow",
+        action::DROP | action::REJECT => "block",
+        action::MONITOR => "monitor",
+        _ => "none",
+    }
+}
+
+#[must_use]
+pub const fn evidence_name(code: u32) -> &'static str {
+    match code {
+        evidence::ADDRESS => "address",
+        evidence::ASN => "asn",
+        evidence::DNS => "dns",
+        evidence::SNI => "sni",
+        evidence::QUIC_SNI => "quic-sni",
+        evidence::STUN => "stun",
+        evidence::SIGNATURE => "signature",
+        evidence::PORT => "port",
+        _ => "none",
+    }
+}
+
+#[must_use]
+pub const fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        58 => "icmpv6",
+        _ => "other",
+    }
+}
+
+/// Names service, group and rule numbers with the policy of the event's generation; keeps the
+/// last few policies because events of a flow decided just before a swap arrive after it.
+#[derive(Default)]
+pub struct Namer {
+    policies: BTreeMap<u32, Arc<CompiledPolicy>>,
+}
+
+const POLICIES_KEPT: usize = 4;
+
+impl Namer {
+    pub fn insert(&mut self, generation: u32, policy: Arc<CompiledPolicy>) {
+        self.policies.insert(generation, policy);
+        while self.policies.len() > POLICIES_KEPT {
+            self.policies.pop_first();
+        }
+    }
+
+    #[must_use]
+    pub fn record(&self, event: &FlowEvent) -> FlowRecord {
+        let policy = self.policies.get(&event.generation);
+        let key = &event.key;
+        let local = SocketAddr::new(address(key.family, &key.local), key.local_port);
+        let remote = SocketAddr::new(address(key.family, &key.remote), key.remote_port);
+        let from_remote = event.flags & flags::FROM_REMOTE != 0;
+        let (src, dst) = if from_remote {
+            (remote, local)
+        } else {
+            (local, remote)
+        };
+        let monitor = event.flags & flags::MONITOR_MODE != 0;
+        let dropped = action::blocks(event.action) && !monitor;
+        FlowRecord {
+            time: humantime::format_rfc3339_millis(wall_time(event.timestamp_ns)).to_string(),
+            src: src.to_string(),
+            dst: dst.to_string(),
+            proto: proto_name(key.proto),
+            service: policy
+                .and_then(|p| p.service_name(event.service))
+                .map(str::to_owned),
+            group: policy
+                .map_or("unknown", |p| p.group_name(event.group))
+                .to_owned(),
+            rule: policy
+                .map_or("unknown", |p| p.rule_name(event.rule))
+                .to_owned(),
+            action: action_name(event.action),
+            mode: if monitor { "monitor" } else { "enforce" },
+            verdict: if dropped { "dropped" } else { "passed" },
+            evidence: evidence_name(event.evidence),
+            generation: event.generation,
+            policy_digest: policy.map_or_else(String::new, |p| p.digest.clone()),
+            redecided: event.flags & flags::REDECIDED != 0,
+            direction: if from_remote { "inbound" } else { "outbound" },
+        }
+    }
+}
+
+/// The kernel stamps events with `CLOCK_MONOTONIC`: convert to wall-clock time.
+fn wall_time(monotonic_ns: u64) -> SystemTime {
+    let now_wall = SystemTime::now();
+    let now_mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec().cast_unsigned() * 1_000_000_000 + t.tv_nsec().cast_unsigned()
+    });
+    let age = Duration::from_nanos(now_mono.saturating_sub(monotonic_ns));
+    now_wall.checked_sub(age).unwrap_or(now_wall)
 }

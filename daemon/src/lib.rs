@@ -2,10 +2,14 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod cli;
 pub mod compiled;
-pub mod policy;
+pub mod events;
 pub mod loader;
 pub mod maps;
 pub mod pins;
-pub mod events;
+pub mod policy;
+pub mod run;
 pub mod sandbox;
+pub mod source;
+pub mod status;

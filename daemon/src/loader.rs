@@ -102,7 +102,12 @@ pub enum LoaderError {
     #[error(
         "{iface} already carries vigie's {existing} hook from {pin_dir}; run `vigie detach --pin-dir {pin_dir}` before switching to {wanted}"
     )]
-    HookConflict { iface: String, existing: &'static str, wanted: &'static str, pin_dir: String },
+    HookConflict {
+        iface: String,
+        existing: &'static str,
+        wanted: &'static str,
+        pin_dir: String,
+    },
     #[error("{0}")]
     Pins(#[from] pins::PinsError),
     #[error("{path}: {source}")]
@@ -119,7 +124,10 @@ pub fn load(pin_dir: Option<&Path>, failure_action: u32) -> Result<Ebpf, LoaderE
     let mut loader = EbpfLoader::new();
     loader.override_global(names::globals::FAILURE_ACTION, &failure_action, true);
     let map_paths: Vec<(&str, PathBuf)> = match pin_dir {
-        Some(dir) => names::ALL.iter().map(|n| (*n, pins::map_path(dir, n))).collect(),
+        Some(dir) => names::ALL
+            .iter()
+            .map(|n| (*n, pins::map_path(dir, n)))
+            .collect(),
         None => Vec::new(),
     };
     for (name, path) in &map_paths {
@@ -152,7 +160,10 @@ where
     for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
     let err = |source| LoaderError::Program { name, source };
-    let program = ebpf.program_mut(name).ok_or(ProgramError::NotLoaded).map_err(err)?;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(ProgramError::NotLoaded)
+        .map_err(err)?;
     let program: &mut P = program.try_into().map_err(err)?;
     program.load_it().map_err(err)
 }
@@ -191,10 +202,16 @@ pub fn attach(
         let path = pins::link_path(pin_dir, iface, direction);
         let adopted = path.exists();
         if adopted {
-            PinnedLink::from_pin(&path)
-                .map_err(|source| LoaderError::PinnedLink { path: path.clone(), source })?;
+            PinnedLink::from_pin(&path).map_err(|source| LoaderError::PinnedLink {
+                path: path.clone(),
+                source,
+            })?;
         }
-        let link = if adopted { Some(path) } else { attach_one(ebpf, iface, program, point, &path)? };
+        let link = if adopted {
+            Some(path)
+        } else {
+            attach_one(ebpf, iface, program, point, &path)?
+        };
         let attachment = Attachment {
             iface: iface.to_owned(),
             hook,
@@ -212,7 +229,11 @@ fn check_no_other_hook(pin_dir: &Path, iface: &str, hook: Hook) -> Result<(), Lo
     let Some(state) = pins::read_state(pin_dir)? else {
         return Ok(());
     };
-    match state.attachments.iter().find(|a| a.iface == iface && a.hook != hook) {
+    match state
+        .attachments
+        .iter()
+        .find(|a| a.iface == iface && a.hook != hook)
+    {
         Some(other) => Err(LoaderError::HookConflict {
             iface: iface.to_owned(),
             existing: other.hook.name(),
@@ -230,21 +251,39 @@ fn attach_one(
     point: &'static str,
     pin_path: &Path,
 ) -> Result<Option<PathBuf>, LoaderError> {
-    let attach_err = |source| LoaderError::Attach { program, iface: iface.to_owned(), point, source };
+    let attach_err = |source| LoaderError::Attach {
+        program,
+        iface: iface.to_owned(),
+        point,
+        source,
+    };
     let c_iface = std::ffi::CString::new(iface).map_err(|_| {
-        attach_err(ProgramError::UnknownInterface { name: c"invalid".to_owned() })
+        attach_err(ProgramError::UnknownInterface {
+            name: c"invalid".to_owned(),
+        })
     })?;
-    let prog = ebpf.program_mut(program).ok_or(ProgramError::NotLoaded).map_err(attach_err)?;
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or(ProgramError::NotLoaded)
+        .map_err(attach_err)?;
     let fd_link: Option<FdLink> = if point == "xdp" {
         let xdp: &mut Xdp = prog.try_into().map_err(attach_err)?;
-        let id = xdp.attach(c_iface.as_c_str(), XdpMode::Default).map_err(attach_err)?;
+        let id = xdp
+            .attach(c_iface.as_c_str(), XdpMode::Default)
+            .map_err(attach_err)?;
         let link = xdp.take_link(id).map_err(attach_err)?;
         FdLink::try_from(link).ok()
     } else {
         let tc: &mut SchedClassifier = prog.try_into().map_err(attach_err)?;
-        let kind = if point == "tc-ingress" { TcAttachType::Ingress } else { TcAttachType::Egress };
+        let kind = if point == "tc-ingress" {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
         // Kernels before 6.6 attach through netlink and need a clsact qdisc; it may exist.
-        if aya::util::KernelVersion::current().is_ok_and(|v| v < aya::util::KernelVersion::new(6, 6, 0)) {
+        if aya::util::KernelVersion::current()
+            .is_ok_and(|v| v < aya::util::KernelVersion::new(6, 6, 0))
+        {
             let _ = aya::programs::tc::qdisc_add_clsact(c_iface.as_c_str());
         }
         let id = tc.attach(c_iface.as_c_str(), kind).map_err(attach_err)?;
@@ -280,25 +319,43 @@ pub fn detach(pin_dir: &Path) -> Result<Vec<Attachment>, LoaderError> {
 fn detach_one(attachment: &Attachment) -> Result<(), LoaderError> {
     if let Some(path) = &attachment.link {
         if path.exists() {
-            let pinned = PinnedLink::from_pin(path)
-                .map_err(|source| LoaderError::PinnedLink { path: path.clone(), source })?;
-            let link = pinned.unpin().map_err(|source| LoaderError::Io { path: path.clone(), source })?;
+            let pinned = PinnedLink::from_pin(path).map_err(|source| LoaderError::PinnedLink {
+                path: path.clone(),
+                source,
+            })?;
+            let link = pinned.unpin().map_err(|source| LoaderError::Io {
+                path: path.clone(),
+                source,
+            })?;
             // Unpinned and the last descriptor closed: the kernel detaches the program.
             drop(link);
         }
         return Ok(());
     }
-    let kind = if attachment.point == "tc-ingress" { TcAttachType::Ingress } else { TcAttachType::Egress };
+    let kind = if attachment.point == "tc-ingress" {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    };
     let iface = std::ffi::CString::new(attachment.iface.as_str()).unwrap_or_default();
-    aya::programs::tc::qdisc_detach_program(iface.as_c_str(), kind.into(), &attachment.program).map_err(
-        |e| LoaderError::Io { path: PathBuf::from(&attachment.iface), source: std::io::Error::other(e) },
-    )
+    aya::programs::tc::qdisc_detach_program(iface.as_c_str(), kind.into(), &attachment.program)
+        .map_err(|e| LoaderError::Io {
+            path: PathBuf::from(&attachment.iface),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Makes sure the pin directory exists on a BPF filesystem, mounting one if needed.
 pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), LoaderError> {
     pins::ensure_bpffs(pin_dir)?;
-    fs::create_dir_all(pin_dir.join("links"))
-        .map_err(|source| LoaderError::Io { path: pin_dir.join("links"), source })?;
+    // bpffs accepts directories only where they are made explicitly: both the map and the
+    // link subdirectories must exist before aya pins into them.
+    for sub in ["maps", "links"] {
+        let dir = pin_dir.join(sub);
+        fs::create_dir_all(&dir).map_err(|source| LoaderError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     Ok(())
 }

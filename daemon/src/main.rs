@@ -1,1 +1,77 @@
-fn main() {}
+//! The `vigie` binary: parse the command line, set up diagnostics on stderr, dispatch.
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser as _;
+use vigie::{
+    cli::{Cli, Command},
+    run,
+    source::PolicySource,
+    status,
+};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match dispatch(Cli::parse()) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("vigie: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(run::run(args)),
+        Command::Check(args) => Ok(check(&PolicySource::resolve(args.policy.as_deref()))),
+        Command::Status(args) => {
+            status::print(&status::read(&args.pins.pin_dir)?, args.json)?;
+            Ok(0)
+        }
+        Command::Detach(args) => {
+            let removed = status::detach(&args.pin_dir)?;
+            eprintln!(
+                "vigie: removed {} attachment(s) and the pins in {}",
+                removed.len(),
+                args.pin_dir.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn check(source: &PolicySource) -> i32 {
+    match source.compile() {
+        Ok(compilation) => {
+            for warning in &compilation.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let p = &compilation.policy;
+            println!(
+                "{}: valid: {} rules, {} services, {} groups, {} destination prefixes ({} warnings)",
+                source.describe(),
+                p.rules.len(),
+                p.services.len().saturating_sub(1),
+                p.groups.len().saturating_sub(1),
+                p.destinations_v4.len() + p.destinations_v6.len(),
+                compilation.warnings.len()
+            );
+            0
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            run::EXIT_INVALID_CONFIG
+        }
+    }
+}

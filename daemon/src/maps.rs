@@ -20,9 +20,11 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use vigie_common::{
     counters::{CounterKey, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
-    limits,
-    maps as names,
-    policy::{ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, SLOT_PREFIX_BITS, Settings, SourceGroup},
+    limits, maps as names,
+    policy::{
+        ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, SLOT_PREFIX_BITS, Settings,
+        SourceGroup,
+    },
 };
 
 use crate::compiled::CompiledPolicy;
@@ -42,7 +44,11 @@ pub enum MapsError {
         source: MapError,
     },
     #[error("the policy needs {needed} {what}, the kernel map holds {capacity}")]
-    Capacity { what: &'static str, needed: usize, capacity: u32 },
+    Capacity {
+        what: &'static str,
+        needed: usize,
+        capacity: u32,
+    },
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> MapsError {
@@ -110,7 +116,9 @@ impl DatapathMaps {
 
     /// The policy in force: slot and generation (generation 0: none yet).
     pub fn active(&self) -> Result<ActivePolicy, MapsError> {
-        self.active.get(&0, 0).map_err(map_err(names::ACTIVE_POLICY))
+        self.active
+            .get(&0, 0)
+            .map_err(map_err(names::ACTIVE_POLICY))
     }
 
     /// Writes `policy` into the inactive slot and makes it the active one. Returns the new
@@ -118,13 +126,21 @@ impl DatapathMaps {
     pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, MapsError> {
         check_capacity(policy)?;
         let active = self.active()?;
-        let slot = if active.generation == 0 { 0 } else { 1 - (active.slot & 1) };
+        let slot = if active.generation == 0 {
+            0
+        } else {
+            1 - (active.slot & 1)
+        };
         let generation = active.generation.wrapping_add(1).max(1);
         self.wait_grace_period();
         self.write_slot(slot, policy)?;
         let mut settings = policy.settings;
         settings.generation = generation;
-        self.settings.set(slot, &settings, 0).map_err(map_err(names::SETTINGS))?;
+        // The rule count is what was written, whatever the compiler put there.
+        settings.rule_count = policy.rules.len() as u32;
+        self.settings
+            .set(slot, &settings, 0)
+            .map_err(map_err(names::SETTINGS))?;
         self.active
             .set(0, &ActivePolicy { slot, generation }, 0)
             .map_err(map_err(names::ACTIVE_POLICY))?;
@@ -152,7 +168,9 @@ impl DatapathMaps {
         sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
         let base = slot * limits::MAX_RULES;
         for (index, rule) in policy.rules.iter().enumerate() {
-            self.rules.set(base + index as u32, rule, 0).map_err(map_err(names::RULES))?;
+            self.rules
+                .set(base + index as u32, rule, 0)
+                .map_err(map_err(names::RULES))?;
         }
         self.images[slot as usize] = Some(new);
         Ok(())
@@ -171,7 +189,7 @@ impl DatapathMaps {
     /// Counter rows summed over CPUs.
     pub fn counters(&self) -> Result<Vec<(CounterKey, CounterValue)>, MapsError> {
         let mut rows = Vec::new();
-        for item in self.counters.iter() {
+        for item in &self.counters {
             let (key, per_cpu) = item.map_err(map_err(names::COUNTERS))?;
             let mut sum = CounterValue::default();
             for v in per_cpu.iter() {
@@ -198,8 +216,9 @@ impl DatapathMaps {
     }
 
     /// Number of flows remembered, against `limits::FLOW_CAPACITY`.
+    #[must_use]
     pub fn flow_count(&self) -> usize {
-        self.flows.keys().filter(Result::is_ok).count()
+        self.flows.keys().flatten().count()
     }
 }
 
@@ -208,20 +227,40 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
     let half = |c: u32| c / limits::SLOTS;
     let checks = [
         ("rules", policy.rules.len(), limits::MAX_RULES),
-        ("IPv4 destination prefixes", policy.destinations_v4.len(), half(limits::DST_PREFIX_CAPACITY)),
-        ("IPv6 destination prefixes", policy.destinations_v6.len(), half(limits::DST_PREFIX_CAPACITY)),
-        ("IPv4 source prefixes", policy.sources_v4.len(), half(limits::SRC_PREFIX_CAPACITY)),
-        ("IPv6 source prefixes", policy.sources_v6.len(), half(limits::SRC_PREFIX_CAPACITY)),
+        (
+            "IPv4 destination prefixes",
+            policy.destinations_v4.len(),
+            half(limits::DST_PREFIX_CAPACITY),
+        ),
+        (
+            "IPv6 destination prefixes",
+            policy.destinations_v6.len(),
+            half(limits::DST_PREFIX_CAPACITY),
+        ),
+        (
+            "IPv4 source prefixes",
+            policy.sources_v4.len(),
+            half(limits::SRC_PREFIX_CAPACITY),
+        ),
+        (
+            "IPv6 source prefixes",
+            policy.sources_v6.len(),
+            half(limits::SRC_PREFIX_CAPACITY),
+        ),
     ];
     for (what, needed, capacity) in checks {
         if needed > capacity as usize {
-            return Err(MapsError::Capacity { what, needed, capacity });
+            return Err(MapsError::Capacity {
+                what,
+                needed,
+                capacity,
+            });
         }
     }
     Ok(())
 }
 
-fn v4_key(slot: u32, net: &Ipv4Net) -> PrefixV4Key {
+fn v4_key(slot: u32, net: Ipv4Net) -> PrefixV4Key {
     let mut data = [0u8; 5];
     data[0] = slot as u8;
     data[1..].copy_from_slice(&net.network().octets());
@@ -238,10 +277,26 @@ fn v6_key(slot: u32, net: &Ipv6Net) -> PrefixV6Key {
 fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
     let group = |g: &u32| SourceGroup { group: *g };
     SlotImage {
-        dst_v4: policy.destinations_v4.iter().map(|(n, d)| (v4_key(slot, n), *d)).collect(),
-        dst_v6: policy.destinations_v6.iter().map(|(n, d)| (v6_key(slot, n), *d)).collect(),
-        src_v4: policy.sources_v4.iter().map(|(n, g)| (v4_key(slot, n), group(g))).collect(),
-        src_v6: policy.sources_v6.iter().map(|(n, g)| (v6_key(slot, n), group(g))).collect(),
+        dst_v4: policy
+            .destinations_v4
+            .iter()
+            .map(|(n, d)| (v4_key(slot, *n), *d))
+            .collect(),
+        dst_v6: policy
+            .destinations_v6
+            .iter()
+            .map(|(n, d)| (v6_key(slot, n), *d))
+            .collect(),
+        src_v4: policy
+            .sources_v4
+            .iter()
+            .map(|(n, g)| (v4_key(slot, *n), group(g)))
+            .collect(),
+        src_v6: policy
+            .sources_v6
+            .iter()
+            .map(|(n, g)| (v6_key(slot, n), group(g)))
+            .collect(),
     }
 }
 
@@ -253,12 +308,14 @@ fn sync_trie<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
 ) -> Result<(), MapsError> {
     for (prefix, data) in old.keys() {
         if !new.contains_key(&(*prefix, *data)) {
-            trie.remove(&Key::new(*prefix, *data)).map_err(map_err(name))?;
+            trie.remove(&Key::new(*prefix, *data))
+                .map_err(map_err(name))?;
         }
     }
     for ((prefix, data), value) in new {
         if old.get(&(*prefix, *data)) != Some(value) {
-            trie.insert(&Key::new(*prefix, *data), value, 0).map_err(map_err(name))?;
+            trie.insert(&Key::new(*prefix, *data), value, 0)
+                .map_err(map_err(name))?;
         }
     }
     Ok(())
@@ -271,7 +328,7 @@ fn read_trie<K: aya::Pod + Ord + AsRef<[u8]>, V: aya::Pod>(
     name: &'static str,
 ) -> Result<BTreeMap<(u32, K), V>, MapsError> {
     let mut entries = BTreeMap::new();
-    for item in trie.iter() {
+    for item in trie {
         let (key, value) = item.map_err(map_err(name))?;
         let data = key.data();
         if data.as_ref().first() == Some(&(slot as u8)) {

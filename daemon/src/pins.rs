@@ -33,7 +33,10 @@ pub enum PinsError {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> PinsError + '_ {
-    move |source| PinsError::Io { path: path.to_owned(), source }
+    move |source| PinsError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What the pin directory holds, for `status`, `detach` and the next daemon.
@@ -57,7 +60,10 @@ pub fn link_path(pin_dir: &Path, iface: &str, direction: Direction) -> PathBuf {
         Direction::Outbound => "outbound",
         Direction::Reply => "reply",
     };
-    pin_dir.join("links").join(format!("{iface}.{direction}"))
+    // bpffs refuses names with a dot, which VLAN interfaces (eth0.100) have; a colon can never
+    // be part of an interface name, so the substitution cannot make two interfaces collide.
+    let iface = iface.replace('.', ":");
+    pin_dir.join("links").join(format!("{iface}-{direction}"))
 }
 
 fn state_path(pin_dir: &Path) -> PathBuf {
@@ -80,7 +86,10 @@ pub fn read_state(pin_dir: &Path) -> Result<Option<State>, PinsError> {
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| PinsError::State { path, message: e.to_string() })
+        .map_err(|e| PinsError::State {
+            path,
+            message: e.to_string(),
+        })
 }
 
 pub fn write_state(pin_dir: &Path, state: &State) -> Result<(), PinsError> {
@@ -95,7 +104,7 @@ pub fn write_state(pin_dir: &Path, state: &State) -> Result<(), PinsError> {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| i64::from(s.filesystem_type().0) == BPF_FS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 /// Creates `pin_dir` on a BPF filesystem: inside an existing one if an ancestor is on bpffs,
@@ -119,7 +128,10 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), PinsError> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|source| PinsError::Mount { path: pin_dir.to_owned(), source })
+    .map_err(|source| PinsError::Mount {
+        path: pin_dir.to_owned(),
+        source,
+    })
 }
 
 /// Removes every pin, the state file, and the directory (unmounting a bpffs vigie mounted).
@@ -139,8 +151,8 @@ pub fn remove_all(pin_dir: &Path) -> Result<(), PinsError> {
         fs::remove_file(&state).map_err(io(&state))?;
     }
     if pin_dir.exists() {
-        let mounted_here = is_bpffs(pin_dir)
-            && pin_dir.parent().is_some_and(|parent| !is_bpffs(parent));
+        let mounted_here =
+            is_bpffs(pin_dir) && pin_dir.parent().is_some_and(|parent| !is_bpffs(parent));
         if mounted_here {
             let _ = nix::mount::umount(pin_dir);
         }

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use aya::{
-    TestRun as _,
-    Ebpf,
+    Ebpf, TestRun as _,
     maps::{MapData, RingBuf},
     programs::{ProgramError, SchedClassifier, TestRunOptions, Xdp},
 };
@@ -81,9 +80,13 @@ impl Sandbox {
     pub fn with_failure_action(failure_action: u32) -> Result<Self, SandboxError> {
         let mut ebpf = loader::load(None, failure_action)?;
         let maps = DatapathMaps::take(&mut ebpf)?;
-        let ring = ebpf.take_map(names::EVENTS).ok_or(SandboxError::NoRingBuffer(names::EVENTS))?;
-        let events = RingBuf::try_from(ring)
-            .map_err(|source| MapsError::Map { name: names::EVENTS, source })?;
+        let ring = ebpf
+            .take_map(names::EVENTS)
+            .ok_or(SandboxError::NoRingBuffer(names::EVENTS))?;
+        let events = RingBuf::try_from(ring).map_err(|source| MapsError::Map {
+            name: names::EVENTS,
+            source,
+        })?;
         Ok(Self { ebpf, maps, events })
     }
 
@@ -93,7 +96,8 @@ impl Sandbox {
     }
 
     pub fn run(&mut self, hook: Hook, frame: &[u8]) -> Result<Outcome, SandboxError> {
-        self.run_repeated(hook, frame, 1).map(|(outcome, _)| outcome)
+        self.run_repeated(hook, frame, 1)
+            .map(|(outcome, _)| outcome)
     }
 
     /// Runs the frame `repeat` times in the kernel; returns the verdict and the kernel's
@@ -121,7 +125,11 @@ impl Sandbox {
                 (programs::TC_REPLY, p.test_run(opts))
             }
         };
-        let result = result.map_err(|source| SandboxError::Run { program, len: frame.len(), source })?;
+        let result = result.map_err(|source| SandboxError::Run {
+            program,
+            len: frame.len(),
+            source,
+        })?;
         let outcome = match result.return_value {
             // XDP_DROP and TC_ACT_SHOT share a value, as do XDP_PASS and TC_ACT_SHOT... not quite:
             // XDP_PASS (2) equals TC_ACT_SHOT (2), so the hook decides how to read the code.
@@ -138,11 +146,20 @@ impl Sandbox {
     where
         for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
-        let err = |source| SandboxError::Run { program: name, len: 0, source };
-        let program = self.ebpf.program_mut(name).ok_or(ProgramError::NotLoaded).map_err(err)?;
+        let err = |source| SandboxError::Run {
+            program: name,
+            len: 0,
+            source,
+        };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProgramError::NotLoaded)
+            .map_err(err)?;
         program.try_into().map_err(err)
     }
 
+    #[must_use]
     pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
         self.maps.flows()
     }
@@ -174,5 +191,65 @@ impl Sandbox {
     #[must_use]
     pub const fn maps(&self) -> &DatapathMaps {
         &self.maps
+    }
+}
+
+/// The benchmark's baseline: XDP and TC programs that pass every packet and do nothing else.
+static BARE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bare"));
+
+pub struct Bare {
+    ebpf: Ebpf,
+}
+
+impl Bare {
+    pub fn new() -> Result<Self, SandboxError> {
+        let mut ebpf = Ebpf::load(BARE_OBJECT).map_err(LoaderError::from)?;
+        for name in ["bare_xdp", "bare_tc"] {
+            let err = |source| SandboxError::Run {
+                program: "bare",
+                len: 0,
+                source,
+            };
+            let program = ebpf
+                .program_mut(name)
+                .ok_or(ProgramError::NotLoaded)
+                .map_err(err)?;
+            match program {
+                aya::programs::Program::Xdp(p) => p.load().map_err(err)?,
+                aya::programs::Program::SchedClassifier(p) => p.load().map_err(err)?,
+                _ => return Err(err(ProgramError::NotLoaded)),
+            }
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// Runs the frame through the bare XDP (`xdp` true) or TC program; returns the kernel's
+    /// average duration of one run.
+    pub fn run_repeated(
+        &mut self,
+        xdp: bool,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Duration, SandboxError> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat.max(1);
+        let err = |source| SandboxError::Run {
+            program: "bare",
+            len: frame.len(),
+            source,
+        };
+        let name = if xdp { "bare_xdp" } else { "bare_tc" };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProgramError::NotLoaded)
+            .map_err(err)?;
+        let result = match program {
+            aya::programs::Program::Xdp(p) => p.test_run(opts),
+            aya::programs::Program::SchedClassifier(p) => p.test_run(opts),
+            _ => return Err(err(ProgramError::NotLoaded)),
+        };
+        Ok(result.map_err(err)?.duration)
     }
 }

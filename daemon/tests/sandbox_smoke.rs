@@ -4,7 +4,10 @@ use vigie::sandbox::{Hook, Outcome, Sandbox};
 #[test]
 fn programs_load_and_pass_without_policy() {
     if std::fs::read_to_string("/proc/self/status").is_ok_and(|s| !s.contains("Uid:\t0")) {
-        assert!(std::env::var("VIGIE_REQUIRE_PRIVILEGED").is_err(), "needs root");
+        assert!(
+            std::env::var("VIGIE_REQUIRE_PRIVILEGED").is_err(),
+            "needs root"
+        );
         eprintln!("SKIPPED: needs root");
         return;
     }
@@ -17,5 +20,8 @@ fn programs_load_and_pass_without_policy() {
     for hook in [Hook::XdpOutbound, Hook::TcOutbound, Hook::TcReply] {
         assert_eq!(sandbox.run(hook, &frame).expect("run"), Outcome::Pass);
     }
-    assert_eq!(sandbox.stats().expect("stats")[vigie_common::counters::stat::NO_POLICY as usize], 3);
+    assert_eq!(
+        sandbox.stats().expect("stats")[vigie_common::counters::stat::NO_POLICY as usize],
+        3
+    );
 }

@@ -57,7 +57,9 @@ fn unparsed(reason: u32) -> Outcome {
     let verdict = if active.generation == 0 {
         FAILURE_ACTION.load()
     } else {
-        SETTINGS.get(active.slot).map_or(action::ALLOW, |s| s.unparsed_action)
+        SETTINGS
+            .get(active.slot)
+            .map_or(action::ALLOW, |s| s.unparsed_action)
     };
     if action::blocks(verdict) {
         bump(&STATS, stat::UNPARSED_BLOCKED);
@@ -88,7 +90,15 @@ fn flow_key(packet: &Packet, direction: Direction) -> FlowKey {
         Direction::Outbound => (packet.src, packet.dst, packet.src_port, packet.dst_port),
         Direction::Reply => (packet.dst, packet.src, packet.dst_port, packet.src_port),
     };
-    FlowKey { local, remote, local_port, remote_port, proto: packet.proto, family: packet.family, _pad: [0; 2] }
+    FlowKey {
+        local,
+        remote,
+        local_port,
+        remote_port,
+        proto: packet.proto,
+        family: packet.family,
+        pad: [0; 2],
+    }
 }
 
 #[inline(always)]
@@ -108,7 +118,11 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
     if active.generation == 0 {
         bump(&STATS, stat::NO_POLICY);
         let verdict = FAILURE_ACTION.load();
-        return if action::blocks(verdict) { Outcome::Drop } else { Outcome::Pass };
+        return if action::blocks(verdict) {
+            Outcome::Drop
+        } else {
+            Outcome::Pass
+        };
     }
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
@@ -149,8 +163,10 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
 #[inline(always)]
 fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
     let kept = evidence::is_learned(cached.evidence);
-    let mut start = FlowEntry::default();
-    start.flags = cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT);
+    let mut start = FlowEntry {
+        flags: cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT),
+        ..FlowEntry::default()
+    };
     if kept {
         start.service = cached.service;
         start.evidence = cached.evidence;
@@ -173,7 +189,11 @@ fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntr
             let found = decide::destination(active.slot, key);
             entry.service = found.service;
             entry.classes = found.classes;
-            entry.evidence = if found.service == 0 { evidence::NONE } else { evidence::ADDRESS };
+            entry.evidence = if found.service == 0 {
+                evidence::NONE
+            } else {
+                evidence::ADDRESS
+            };
         }
         entry.group = decide::source_group(active.slot, key);
         let subject = Subject {
@@ -218,7 +238,11 @@ const fn effective_action(entry: &FlowEntry) -> u32 {
 
 #[inline(always)]
 fn outcome(entry: &FlowEntry) -> Outcome {
-    if action::blocks(effective_action(entry)) { Outcome::Drop } else { Outcome::Pass }
+    if action::blocks(effective_action(entry)) {
+        Outcome::Drop
+    } else {
+        Outcome::Pass
+    }
 }
 
 #[inline(always)]
@@ -228,7 +252,7 @@ fn count(entry: &FlowEntry, len: u32, new_flow: bool) {
         service: entry.service as u16,
         group: entry.group as u16,
         action: effective_action(entry) as u8,
-        _pad: 0,
+        pad: 0,
     };
     report::count(&key, len, new_flow);
 }

@@ -6,7 +6,7 @@ use vigie_common::{
     action::rule as rule_no,
     flow::FlowKey,
     limits,
-    policy::{Rule, Settings, SLOT_PREFIX_BITS, condition},
+    policy::{Rule, SLOT_PREFIX_BITS, Settings, condition},
 };
 
 use crate::maps::{DST_V4, DST_V6, RULES, SRC_V4, SRC_V6};
@@ -24,10 +24,16 @@ pub fn destination(slot: u32, key: &FlowKey) -> AddressEvidence {
     } else {
         DST_V6.get(&v6_key(slot, &key.remote)).copied()
     };
-    found.map_or(AddressEvidence { service: 0, classes: 0 }, |d| AddressEvidence {
-        service: d.service,
-        classes: d.classes,
-    })
+    found.map_or(
+        AddressEvidence {
+            service: 0,
+            classes: 0,
+        },
+        |d| AddressEvidence {
+            service: d.service,
+            classes: d.classes,
+        },
+    )
 }
 
 #[inline(always)]

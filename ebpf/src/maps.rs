@@ -58,7 +58,8 @@ pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue> =
 
 /// Unparsable packets by reason.
 #[map]
-pub static PARSE_FAILURES: PerCpuArray<u64> = PerCpuArray::with_max_entries(parse_failure::COUNT, 0);
+pub static PARSE_FAILURES: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(parse_failure::COUNT, 0);
 
 /// Datapath statistics (`stat::*`).
 #[map]

@@ -7,7 +7,15 @@
 
 use vigie_common::{counters::parse_failure as reason, limits};
 
-use crate::{cursor::Cursor, headers::*};
+use crate::{
+    cursor::Cursor,
+    headers::{
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_PPPOE_SESSION, Ethernet,
+        ExtensionStart, Fragment6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+        IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6, PPP_IPV4, PPP_IPV6, Ports,
+        PppoeSession, TcpRest, UdpRest, VlanTag, be16,
+    },
+};
 
 /// What the classifier needs of an IP packet.
 pub struct Packet {
@@ -147,7 +155,9 @@ fn extension(cursor: &mut Cursor, kind: u8, packet: &mut Packet) -> Result<u8, u
     } else {
         (usize::from(start.length) + 1) * 8
     };
-    cursor.skip((total - 2) & 0x7ff).ok_or(reason::TRUNCATED_IPV6_EXT_HEADER)?;
+    cursor
+        .skip((total - 2) & 0x7ff)
+        .ok_or(reason::TRUNCATED_IPV6_EXT_HEADER)?;
     Ok(start.next_header)
 }
 

@@ -23,7 +23,11 @@ pub fn count(key: &CounterKey, bytes: u32, new_flow: bool) {
         }
         return;
     }
-    let row = CounterValue { packets: 1, bytes: u64::from(bytes), flows: u64::from(new_flow) };
+    let row = CounterValue {
+        packets: 1,
+        bytes: u64::from(bytes),
+        flows: u64::from(new_flow),
+    };
     if COUNTERS.insert(key, &row, BPF_NOEXIST).is_err() {
         // Either another CPU created the row in between (its next packet counts) or the map
         // is full: the daemon exports the latter as a health signal.

@@ -1,0 +1,207 @@
+//! Per-packet cost of vigie's kernel programs under `BPF_PROG_TEST_RUN`, beside a bare program
+//! that only passes the packet, with 10, 1,000 and 100,000 destination prefixes loaded.
+//!
+//! - hit: one packet of a known flow, repeated in the kernel (the flow-cache fast path);
+//! - miss: many distinct flows, each run once (parse, prefix lookups, rule walk, flow insert,
+//!   counters, event), averaging the kernel's reported durations.
+//!
+//! Bare and vigie runs are interleaved round by round so that drift on a shared machine hits
+//! both alike; the figure to read is the difference. Needs root.
+//!
+//! Usage: cargo run --release -p vigie --example `bench_datapath` [-- --flows N --rounds R]
+
+// Figures are averages of counts far below 2^52: the float conversions lose nothing.
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts and durations far below 2^52"
+)]
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ipnet::Ipv4Net;
+use vigie::{
+    compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
+    sandbox::{Bare, Hook, Sandbox},
+};
+use vigie_common::{
+    action,
+    policy::{Destination, Rule, Settings, condition},
+};
+
+const PREFIX_COUNTS: [usize; 3] = [10, 1_000, 100_000];
+const HIT_REPEAT: u32 = 200_000;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flows = flag(&args, "--flows").unwrap_or(20_000);
+    let rounds = flag(&args, "--rounds").unwrap_or(3);
+    println!("vigie datapath benchmark: BPF_PROG_TEST_RUN, ns per packet (kernel-measured)");
+    println!(
+        "miss = {flows} distinct flows per round, hit = {HIT_REPEAT} repeats per round, {rounds} rounds"
+    );
+    println!();
+    println!(
+        "{:<5} {:>9} {:<5} {:>9} {:>9} {:>9}",
+        "hook", "prefixes", "case", "bare", "vigie", "added"
+    );
+    for &count in &PREFIX_COUNTS {
+        for (hook, xdp) in [(Hook::XdpOutbound, true), (Hook::TcOutbound, false)] {
+            let (bare_hit, vigie_hit, bare_miss, vigie_miss) =
+                measure(count, hook, xdp, flows, rounds)?;
+            let name = if xdp { "xdp" } else { "tc" };
+            row(name, count, "hit", bare_hit, vigie_hit);
+            row(name, count, "miss", bare_miss, vigie_miss);
+        }
+    }
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn row(hook: &str, prefixes: usize, case: &str, bare: f64, vigie: f64) {
+    println!(
+        "{hook:<5} {prefixes:>9} {case:<5} {bare:>9.1} {vigie:>9.1} {:>+9.1}",
+        vigie - bare
+    );
+}
+
+/// Returns mean ns of (bare hit, vigie hit, bare miss, vigie miss).
+fn measure(
+    count: usize,
+    hook: Hook,
+    xdp: bool,
+    flows: usize,
+    rounds: usize,
+) -> anyhow::Result<(f64, f64, f64, f64)> {
+    let policy = synthetic_policy(count);
+    let mut sandbox = Sandbox::new()?;
+    sandbox.apply(&policy)?;
+    let mut bare = Bare::new()?;
+    let dsts: Vec<Ipv4Addr> = policy
+        .destinations_v4
+        .iter()
+        .map(|(n, _)| host_in(*n))
+        .collect();
+    let hit_frame = udp_frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801);
+    sandbox.run(hook, &hit_frame)?;
+    let mut sums = [0f64; 4];
+    let mut next_flow = 0u32;
+    for _ in 0..rounds {
+        sums[0] += ns(bare.run_repeated(xdp, &hit_frame, HIT_REPEAT)?);
+        sums[1] += ns(sandbox.run_repeated(hook, &hit_frame, HIT_REPEAT)?.1);
+        let mut bare_total = 0f64;
+        let mut vigie_total = 0f64;
+        for i in 0..flows {
+            let frame = miss_frame(next_flow, &dsts, i);
+            next_flow += 1;
+            bare_total += ns(bare.run_repeated(xdp, &frame, 1)?);
+            vigie_total += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+            if i % 4096 == 0 {
+                sandbox.drain_events();
+            }
+        }
+        sums[2] += bare_total / flows as f64;
+        sums[3] += vigie_total / flows as f64;
+    }
+    let r = rounds as f64;
+    Ok((sums[0] / r, sums[1] / r, sums[2] / r, sums[3] / r))
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+/// A distinct flow: source address and port from the flow number, destination cycling over
+/// the loaded prefixes.
+fn miss_frame(flow: u32, dsts: &[Ipv4Addr], i: usize) -> Vec<u8> {
+    let src = Ipv4Addr::from(0x0a00_0000 | (flow >> 14));
+    let port = 1024 + (flow & 0x3fff) as u16;
+    udp_frame(src, port, dsts[i.wrapping_mul(7919) % dsts.len()], 8801)
+}
+
+fn host_in(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+
+/// `count` distinct /24 prefixes spread over the address space (a fixed sequence), one
+/// service, one rule that blocks it.
+fn synthetic_policy(count: usize) -> CompiledPolicy {
+    let mut state = 0x9e37_79b9_u32;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < count {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let net = (state & 0xffff_ff00) | 0x0100_0000;
+        seen.insert(net);
+    }
+    let destinations_v4 = seen
+        .into_iter()
+        .map(|n| {
+            let net = Ipv4Net::new(Ipv4Addr::from(n), 24).expect("valid /24");
+            (
+                net,
+                Destination {
+                    service: 1,
+                    classes: 0,
+                    pad: 0,
+                },
+            )
+        })
+        .collect();
+    let rule = Rule {
+        services: [1 << 1, 0],
+        conditions: condition::SERVICES,
+        action: action::DROP,
+        port_max: u16::MAX,
+        ..Rule::default()
+    };
+    let info = |id: &str| ServiceInfo {
+        id: id.into(),
+        name: id.into(),
+        operator: "bench".into(),
+        jurisdiction: "US".into(),
+        category: "conferencing".into(),
+    };
+    CompiledPolicy {
+        settings: Settings {
+            default_action: action::ALLOW,
+            unparsed_action: action::ALLOW,
+            ..Settings::default()
+        },
+        rules: vec![rule],
+        rule_info: vec![RuleInfo {
+            name: "block-bench".into(),
+        }],
+        services: vec![info("none"), info("bench")],
+        groups: vec!["none".into()],
+        destinations_v4,
+        destinations_v6: Vec::new(),
+        sources_v4: Vec::new(),
+        sources_v6: Vec::new(),
+        digest: "bench".into(),
+    }
+}
+
+/// Ethernet + IPv4 + UDP with an 18-byte payload (a 60-byte frame).
+fn udp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&src.octets());
+    f[30..34].copy_from_slice(&dst.octets());
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}

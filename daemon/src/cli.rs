@@ -1,0 +1,84 @@
+//! The command line: `vigie run`, `check`, `status`, `detach`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{loader::Hook, pins::DEFAULT_PIN_DIR};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vigie",
+    version,
+    about = "Egress policy enforcer for non-European video-conferencing services"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and attach the datapath, apply the policy, report flow events; runs until
+    /// SIGINT/SIGTERM. Enforcement stays in place when the daemon stops (see `detach`).
+    Run(RunArgs),
+    /// Validate a policy directory and its catalog; exit 64 with every error if it is invalid.
+    Check(PolicyArgs),
+    /// Show what is attached, the policy generation in force, and map use.
+    Status(StatusArgs),
+    /// Remove vigie's programs, links and maps from the pin directory.
+    Detach(PinArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// Policy directory (policy.toml and catalog/). Default: /etc/vigie if present, else the
+    /// shipped default built into the binary.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PinArgs {
+    /// BPF filesystem directory holding vigie's pinned programs and maps.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub pins: PinArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to attach to (repeat for several).
+    #[arg(long = "iface", required = true)]
+    pub ifaces: Vec<String>,
+    /// Where outbound traffic is classified: xdp or tc-ingress on the LAN-facing interface,
+    /// tc-egress on a WAN-facing one.
+    #[arg(long, value_enum)]
+    pub hook: Hook,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub pins: PinArgs,
+    /// Where flow events go, as JSON lines: a file path, or - for standard output.
+    #[arg(long, default_value = "-")]
+    pub events: String,
+    /// What packets get before any policy has been applied (only when the datapath is new).
+    #[arg(long, value_enum, default_value_t = FailureAction::Allow)]
+    pub on_failure: FailureAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailureAction {
+    /// Fail open: traffic passes until a policy is in force.
+    Allow,
+    /// Fail closed: traffic is dropped until a policy is in force.
+    Block,
+}

@@ -1,0 +1,199 @@
+//! `vigie run`: the daemon. Loads or adopts the datapath, applies the policy, writes flow
+//! events, reloads on SIGHUP, and leaves enforcement in place when it stops.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{error, info, warn};
+use vigie_common::{action, maps as names};
+
+use crate::{
+    cli::{FailureAction, RunArgs},
+    compiled::CompiledPolicy,
+    events::{self, Namer},
+    loader,
+    maps::DatapathMaps,
+    pins::{self, State},
+    source::PolicySource,
+};
+
+/// Exit status for an invalid configuration (`EX_USAGE`), as other daemons use it.
+pub const EXIT_INVALID_CONFIG: i32 = 64;
+
+struct Daemon {
+    maps: DatapathMaps,
+    source: PolicySource,
+    pin_dir: PathBuf,
+    state: State,
+    namer: Arc<Mutex<Namer>>,
+}
+
+pub async fn run(args: RunArgs) -> Result<i32> {
+    let source = PolicySource::resolve(args.policy.policy.as_deref());
+    let compilation = match source.compile() {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            error!(policy = %source.describe(), "the policy is invalid; nothing was changed");
+            return Ok(EXIT_INVALID_CONFIG);
+        }
+    };
+    for warning in &compilation.warnings {
+        warn!("{warning}");
+    }
+    let pin_dir = args.pins.pin_dir.clone();
+    loader::prepare_pin_dir(&pin_dir)?;
+    let failure = match args.on_failure {
+        FailureAction::Allow => action::ALLOW,
+        FailureAction::Block => action::DROP,
+    };
+    let mut ebpf = loader::load(Some(&pin_dir), failure).context("loading the datapath")?;
+    let mut state = pins::read_state(&pin_dir)?.unwrap_or_default();
+    for iface in &args.ifaces {
+        for (attachment, adopted) in loader::attach(&mut ebpf, &pin_dir, iface, args.hook)? {
+            let verb = if adopted { "adopted" } else { "attached" };
+            info!(iface = %attachment.iface, point = %attachment.point, program = %attachment.program, "{verb}");
+            if !state.attachments.contains(&attachment) {
+                state.attachments.push(attachment);
+            }
+        }
+    }
+    let maps = DatapathMaps::take(&mut ebpf)?;
+    let ring = ebpf
+        .take_map(names::EVENTS)
+        .context("the kernel object has no event ring")?;
+    let ring = RingBuf::try_from(ring).context("opening the event ring")?;
+    let mut daemon = Daemon {
+        maps,
+        source,
+        pin_dir,
+        state,
+        namer: Arc::default(),
+    };
+    daemon.apply(compilation.policy)?;
+    let sink = open_sink(&args.events)?;
+    let events = tokio::spawn(write_events(ring, sink, Arc::clone(&daemon.namer)));
+    let outcome = daemon.serve().await;
+    events.abort();
+    daemon.state.daemon_pid = None;
+    pins::write_state(&daemon.pin_dir, &daemon.state)?;
+    info!("stopped; enforcement stays in place (vigie detach removes it)");
+    // The object is dropped last: pinned links and maps keep the programs running.
+    drop(ebpf);
+    outcome.map(|()| 0)
+}
+
+impl Daemon {
+    fn apply(&mut self, policy: CompiledPolicy) -> Result<()> {
+        let policy = Arc::new(policy);
+        let generation = self
+            .maps
+            .apply(&policy)
+            .context("writing the policy into the kernel")?;
+        self.namer
+            .lock()
+            .map_err(|_| anyhow::anyhow!("event namer poisoned"))?
+            .insert(generation, Arc::clone(&policy));
+        self.state.daemon_pid = Some(std::process::id());
+        self.state.policy_digest = Some(policy.digest.clone());
+        self.state.policy_source = Some(self.source.describe());
+        pins::write_state(&self.pin_dir, &self.state)?;
+        info!(
+            generation,
+            digest = %policy.digest,
+            rules = policy.rules.len(),
+            prefixes = policy.destinations_v4.len() + policy.destinations_v6.len(),
+            source = %self.source.describe(),
+            "policy applied"
+        );
+        Ok(())
+    }
+
+    /// Waits for a stop signal; SIGHUP recompiles and swaps the policy, keeping the running
+    /// one when the files do not compile.
+    async fn serve(&mut self) -> Result<()> {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => return Ok(()),
+                _ = terminate.recv() => return Ok(()),
+                _ = hangup.recv() => self.reload(),
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match self.source.compile() {
+            Ok(compilation) => {
+                for warning in &compilation.warnings {
+                    warn!("{warning}");
+                }
+                if let Err(e) = self.apply(compilation.policy) {
+                    error!("reload failed, the running policy stays: {e:#}");
+                }
+            }
+            Err(errors) => error!("reload refused, the running policy stays:\n{errors}"),
+        }
+    }
+}
+
+fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
+    if target == "-" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target)
+        .with_context(|| format!("opening the event sink {target}"))?;
+    Ok(Box::new(file))
+}
+
+async fn write_events(
+    ring: RingBuf<MapData>,
+    mut sink: Box<dyn Write + Send>,
+    namer: Arc<Mutex<Namer>>,
+) {
+    // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
+    // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
+    #[allow(deprecated)]
+    let ring = AsyncFd::new(ring);
+    let mut ring = match ring {
+        Ok(fd) => fd,
+        Err(e) => return error!("watching the event ring: {e}"),
+    };
+    loop {
+        let Ok(mut guard) = ring.readable_mut().await else {
+            return;
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            let Some(event) = events::decode(&item) else {
+                continue;
+            };
+            let record = match namer.lock() {
+                Ok(namer) => namer.record(&event),
+                Err(_) => return,
+            };
+            let line = serde_json::to_string(&record).unwrap_or_default();
+            if writeln!(sink, "{line}")
+                .and_then(|()| sink.flush())
+                .is_err()
+            {
+                return error!("the event sink failed; events are no longer written");
+            }
+        }
+        guard.clear_ready();
+    }
+}
