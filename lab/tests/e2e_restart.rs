@@ -1,0 +1,149 @@
+//! Enforcement outlives the daemon: after SIGKILL the traffic stays blocked; a new daemon adopts
+//! what is pinned (the same attachments, one per interface and direction, no duplicate program
+//! in the kernel); `vigie detach` removes it all and the traffic passes again.
+//!
+//! BPF links are global objects: the tests of this file run one at a time, so that the
+//! kernel-wide link count they take is theirs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use vigie_lab::census;
+use vigie_lab::daemon::{Attachment, Daemon, Hook};
+use vigie_lab::fixtures::{Mode, PolicyDir};
+use vigie_lab::peer::{self, BLOCK_TIMEOUT, PASS_TIMEOUT, Proto};
+use vigie_lab::scenario::Lab;
+
+const PEER: &str = env!("CARGO_BIN_EXE_vigie-peer");
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What the kernel and vigie say is attached on the hook's interface.
+#[derive(Debug, PartialEq, Eq)]
+struct Census {
+    attachments: BTreeSet<Attachment>,
+    net: Vec<(String, String)>,
+    links: Vec<(String, String)>,
+}
+
+fn census(lab: &Lab, daemon: &Daemon<'_>, hook: Hook) -> Census {
+    let status = daemon.status().unwrap();
+    let per = status.per_iface_direction();
+    assert!(
+        per.values().all(|&n| n == 1),
+        "{hook}: duplicate attachments: {status:#?}"
+    );
+    let dev = hook.iface();
+    let net: Vec<(String, String)> = census::net_programs(&lab.topo, dev)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.kind, p.name))
+        .collect();
+    let pinned = census::pinned_links(&lab.topo, daemon.pin_dir()).unwrap();
+    let names: Vec<String> = pinned.iter().map(|l| l.prog_name.clone()).collect();
+    let links: Vec<(String, String)> = census::links_on(&lab.topo, dev, &names)
+        .unwrap()
+        .into_iter()
+        .map(|l| (format!("{}/{}", l.kind, l.attach_type), l.prog_name))
+        .collect();
+    let census = Census {
+        attachments: status.attachments.into_iter().collect(),
+        net,
+        links,
+    };
+    for list in [&census.net, &census.links] {
+        let unique: BTreeSet<_> = list.iter().collect();
+        assert_eq!(
+            unique.len(),
+            list.len(),
+            "{hook}: a program is attached twice: {census:#?}"
+        );
+    }
+    census
+}
+
+fn restart_keeps_enforcement(hook: Hook) {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let policy = PolicyDir::write(Mode::Enforce).unwrap();
+    let mut daemon = lab.start_vigie(hook, Some(policy.path())).unwrap();
+    let zoom = |timeout| lab.specs(&["zoom"], &Proto::ALL, timeout);
+    let assert_blocked = |when: &str| {
+        let (mark, specs) = (lab.peers.arrivals().len(), zoom(BLOCK_TIMEOUT));
+        let leaked = peer::unexpected(&lab.probe(&specs), false);
+        assert!(
+            leaked.is_empty(),
+            "{hook} {when}: Zoom answered:\n{}",
+            leaked.join("\n")
+        );
+        let arrived = lab.peers.arrived_since(mark, &specs);
+        assert!(
+            arrived.is_empty(),
+            "{hook} {when}: arrived:\n{}",
+            arrived.join("\n")
+        );
+    };
+
+    assert_blocked("with the daemon");
+    let first = census(&lab, &daemon, hook);
+    println!("{hook} before the restart: {first:#?}");
+    assert!(!first.attachments.is_empty(), "{hook}: nothing attached");
+
+    daemon.kill().unwrap();
+    assert_blocked("after SIGKILL");
+
+    daemon.launch().unwrap();
+    let second = census(&lab, &daemon, hook);
+    assert_eq!(
+        first, second,
+        "{hook}: the restarted daemon changed the attachments"
+    );
+    assert_blocked("after the restart");
+
+    daemon.stop().unwrap();
+    daemon.detach().unwrap();
+    let status = daemon.status().unwrap();
+    assert!(
+        status.attachments.is_empty(),
+        "{hook}: attachments left: {status:#?}"
+    );
+    let net = census::net_programs(&lab.topo, hook.iface()).unwrap();
+    assert!(
+        net.is_empty(),
+        "{hook}: programs left on {}: {net:?}",
+        hook.iface()
+    );
+    let passed = peer::unexpected(&lab.probe(&zoom(PASS_TIMEOUT)), true);
+    assert!(
+        passed.is_empty(),
+        "{hook}: Zoom still blocked after detach:\n{}",
+        passed.join("\n")
+    );
+}
+
+#[test]
+fn xdp_restart_keeps_enforcement() {
+    if !vigie_lab::privilege::privileged("xdp_restart_keeps_enforcement") {
+        return;
+    }
+    restart_keeps_enforcement(Hook::Xdp);
+}
+
+#[test]
+fn tc_ingress_restart_keeps_enforcement() {
+    if !vigie_lab::privilege::privileged("tc_ingress_restart_keeps_enforcement") {
+        return;
+    }
+    restart_keeps_enforcement(Hook::TcIngress);
+}
+
+#[test]
+fn tc_egress_restart_keeps_enforcement() {
+    if !vigie_lab::privilege::privileged("tc_egress_restart_keeps_enforcement") {
+        return;
+    }
+    restart_keeps_enforcement(Hook::TcEgress);
+}
