@@ -168,3 +168,30 @@ fn the_digest_follows_every_file() {
     with_notes.push((PathBuf::from("README.md"), "notes".into()));
     assert_eq!(digest(&with_notes), original);
 }
+
+#[test]
+fn monitor_mode_passes_unparsable_packets_and_says_so() {
+    let mut files = files("");
+    files[2].1 = files[2]
+        .1
+        .replace("mode = \"enforce\"", "mode = \"monitor\"")
+        .replace("unparsed = \"allow\"", "unparsed = \"block\"");
+    let compilation = compile(&files);
+    let got: Vec<String> = compilation.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "policy.toml:4:12: unparsed = \"block\" has no effect in monitor mode: unparsable packets pass and are counted by reason until the mode is enforce"
+        ]
+    );
+    assert_eq!(
+        compilation.policy.settings.unparsed_action,
+        vigie_common::action::ALLOW
+    );
+    // The same file in enforce mode keeps the block.
+    files[2].1 = files[2].1.replace("mode = \"monitor\"", "mode = \"enforce\"");
+    assert_eq!(
+        compile(&files).policy.settings.unparsed_action,
+        vigie_common::action::DROP
+    );
+}

@@ -106,6 +106,10 @@ pub(crate) enum Problem {
 
     // Warnings.
     #[error(
+        "unparsed = \"block\" has no effect in monitor mode: unparsable packets pass and are counted by reason until the mode is enforce"
+    )]
+    UnparsedMonitored,
+    #[error(
         "prefix {prefix} is also listed by service `{first}` ({first_place}): the address table keeps `{first}`"
     )]
     SharedPrefix {

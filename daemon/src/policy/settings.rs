@@ -17,7 +17,13 @@ pub(super) fn compile(
 ) -> Settings {
     let mode = report.take(&src.at(&table.mode), mode(&table.mode));
     let default_action = report.take(&src.at(&table.default), rule_action(&table.default));
-    let unparsed_action = report.take(&src.at(&table.unparsed), unparsed(&table.unparsed));
+    let mut unparsed_action = report.take(&src.at(&table.unparsed), unparsed(&table.unparsed));
+    // Monitor mode promises that vigie drops nothing: an unparsable packet passes (and is still
+    // counted by reason), whatever `unparsed` says for the day the policy enforces.
+    if mode == Some(action::mode::MONITOR) && unparsed_action.is_some_and(action::blocks) {
+        report.warn(&src.at(&table.unparsed), Problem::UnparsedMonitored);
+        unparsed_action = Some(action::ALLOW);
+    }
     Settings {
         mode: mode.unwrap_or(action::mode::ENFORCE),
         default_action: default_action.unwrap_or(action::ALLOW),
