@@ -177,7 +177,11 @@ fn monitor_mode_passes_unparsable_packets_and_says_so() {
         .replace("mode = \"enforce\"", "mode = \"monitor\"")
         .replace("unparsed = \"allow\"", "unparsed = \"block\"");
     let compilation = compile(&files);
-    let got: Vec<String> = compilation.warnings.iter().map(ToString::to_string).collect();
+    let got: Vec<String> = compilation
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         got,
         [
@@ -189,7 +193,9 @@ fn monitor_mode_passes_unparsable_packets_and_says_so() {
         vigie_common::action::ALLOW
     );
     // The same file in enforce mode keeps the block.
-    files[2].1 = files[2].1.replace("mode = \"monitor\"", "mode = \"enforce\"");
+    files[2].1 = files[2]
+        .1
+        .replace("mode = \"monitor\"", "mode = \"enforce\"");
     assert_eq!(
         compile(&files).policy.settings.unparsed_action,
         vigie_common::action::DROP

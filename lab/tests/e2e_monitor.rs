@@ -56,6 +56,14 @@ fn xdp_monitor_passes_and_reports() {
 }
 
 #[test]
+fn tc_ingress_monitor_passes_and_reports() {
+    if !vigie_lab::privilege::privileged("tc_ingress_monitor_passes_and_reports") {
+        return;
+    }
+    monitor_passes_and_reports(Hook::TcIngress);
+}
+
+#[test]
 fn tc_egress_monitor_passes_and_reports() {
     if !vigie_lab::privilege::privileged("tc_egress_monitor_passes_and_reports") {
         return;
