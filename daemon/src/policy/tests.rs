@@ -174,13 +174,13 @@ fn groups_are_numbered_in_name_order_and_become_bits() {
 #[test]
 fn settings_rules_and_names_are_kept() {
     let text = "[[rule]]\nname = \"first\"\naction = \"allow\"\n[[rule]]\nname = \"second\"\naction = \"block\"\n";
-    let settings = "[settings]\nmode = \"monitor\"\ndefault = \"allow\"\nunparsed = \"block\"\n";
+    let settings = "[settings]\nmode = \"monitor\"\ndefault = \"block\"\nunparsed = \"allow\"\n";
     let mut files = catalog();
     files.push((PathBuf::from("policy.toml"), format!("{settings}{text}")));
     let policy = load_from_files(&files).unwrap().policy;
     assert_eq!(policy.settings.mode, action::mode::MONITOR);
-    assert_eq!(policy.settings.default_action, action::ALLOW);
-    assert_eq!(policy.settings.unparsed_action, action::DROP);
+    assert_eq!(policy.settings.default_action, action::DROP);
+    assert_eq!(policy.settings.unparsed_action, action::ALLOW);
     assert_eq!(policy.settings.rule_count, 2);
     assert_eq!(policy.settings.generation, 0);
     assert_eq!(policy.rule_name(1), "second");
