@@ -355,6 +355,38 @@ impl<'t> Daemon<'t> {
         }
     }
 
+    /// The events of each of `services`, once every one of them has been reported.
+    ///
+    /// # Panics
+    /// When a service has no event within `timeout`: the message lists what was reported.
+    #[must_use]
+    pub fn events_of_each(
+        &self,
+        services: &[&str],
+        timeout: Duration,
+    ) -> Vec<(String, Vec<Value>)> {
+        let events = self.wait_events(timeout, |events| {
+            services
+                .iter()
+                .all(|s| events.iter().any(|e| e["service"] == *s))
+        });
+        services
+            .iter()
+            .map(|&service| {
+                let mine: Vec<Value> = events
+                    .iter()
+                    .filter(|e| e["service"] == service)
+                    .cloned()
+                    .collect();
+                assert!(
+                    !mine.is_empty(),
+                    "no event for {service}; events: {events:#?}"
+                );
+                (service.to_owned(), mine)
+            })
+            .collect()
+    }
+
     /// The daemon's stderr so far.
     #[must_use]
     pub fn log(&self) -> String {

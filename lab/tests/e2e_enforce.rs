@@ -66,30 +66,21 @@ fn run_enforcing(hook: Hook) {
     );
 
     // Each blocked service's flows are reported as blocks, in enforce mode.
-    let events = daemon.wait_events(Duration::from_secs(3), |events| {
-        BLOCKED_SERVICES
-            .iter()
-            .all(|s| events.iter().any(|e| e["service"] == *s))
-    });
-    for service in BLOCKED_SERVICES {
-        let mine: Vec<_> = events.iter().filter(|e| e["service"] == service).collect();
-        assert!(
-            !mine.is_empty(),
-            "{hook}: no event for {service}; events: {events:#?}"
-        );
+    for (service, mine) in daemon.events_of_each(&BLOCKED_SERVICES, Duration::from_secs(3)) {
         for e in mine {
-            assert_eq!(e["action"], "block", "{hook}: {e}");
-            assert_eq!(e["mode"], "enforce", "{hook}: {e}");
+            assert_eq!(e["action"], "block", "{hook} {service}: {e}");
+            assert_eq!(e["mode"], "enforce", "{hook} {service}: {e}");
             assert!(
                 e["generation"].as_u64().is_some_and(|g| g >= 1),
-                "{hook}: {e}"
+                "{hook} {service}: {e}"
             );
             assert!(
                 e["rule"].is_string() && e["time"].is_string(),
-                "{hook}: {e}"
+                "{hook} {service}: {e}"
             );
         }
     }
+    let events = daemon.events();
     for addr in lab.topo.service_addrs(VISIO) {
         for e in events_to(&events, addr) {
             assert_ne!(

@@ -24,24 +24,17 @@ fn monitor_passes_and_reports(hook: Hook) {
         failed.join("\n")
     );
 
-    let events = daemon.wait_events(Duration::from_secs(3), |events| {
-        BLOCKED_SERVICES
-            .iter()
-            .all(|s| events.iter().any(|e| e["service"] == *s))
-    });
-    for service in BLOCKED_SERVICES {
-        let mine: Vec<_> = events.iter().filter(|e| e["service"] == service).collect();
-        assert!(
-            !mine.is_empty(),
-            "{hook}: no event for {service}; events: {events:#?}"
-        );
+    for (service, mine) in daemon.events_of_each(&BLOCKED_SERVICES, Duration::from_secs(3)) {
         for e in mine {
-            assert_eq!(e["mode"], "monitor", "{hook}: {e}");
+            assert_eq!(e["mode"], "monitor", "{hook} {service}: {e}");
             // The rule's own action (what enforce mode would do), or "monitor".
             let action = e["action"].as_str().unwrap_or_default();
-            assert!(["block", "monitor"].contains(&action), "{hook}: {e}");
+            assert!(
+                ["block", "monitor"].contains(&action),
+                "{hook} {service}: {e}"
+            );
             if let Some(verdict) = e.get("verdict") {
-                assert_eq!(verdict, "passed", "{hook}: {e}");
+                assert_eq!(verdict, "passed", "{hook} {service}: {e}");
             }
         }
     }
