@@ -175,9 +175,7 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
             ..Settings::default()
         },
         rules: vec![rule],
-        rule_info: vec![RuleInfo {
-            name: "block-bench".into(),
-        }],
+        rule_info: vec![RuleInfo::named("block-bench")],
         services: vec![info("none"), info("bench")],
         groups: vec!["none".into()],
         destinations_v4,

@@ -1,10 +1,10 @@
-//! The command line: `vigie run`, `check`, `status`, `detach`.
+//! The command line: `vigie run`, `check`, `explain`, `status`, `detach`.
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{loader::Hook, pins::DEFAULT_PIN_DIR};
+use crate::{explain, loader::Hook, pins::DEFAULT_PIN_DIR, probe::Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a policy directory and its catalog; exit 64 with every error if it is invalid.
     Check(PolicyArgs),
+    /// Say what the policy does with a connection and why, as the kernel program decides it.
+    Explain(ExplainArgs),
     /// Show what is attached, the policy generation in force, and map use.
     Status(StatusArgs),
     /// Remove vigie's programs, links and maps from the pin directory.
@@ -36,6 +38,26 @@ pub struct PolicyArgs {
     /// shipped default built into the binary.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The remote address the internal host connects to.
+    #[arg(long)]
+    pub dst: IpAddr,
+    /// The remote port and protocol, e.g. 8801/udp or 443/tcp. Without it the packet is an
+    /// ICMP echo request, judged by address alone.
+    #[arg(long, value_parser = explain::parse_port)]
+    pub port: Option<Transport>,
+    /// The internal host (decides its source group). Default: the unspecified address, in no
+    /// group.
+    #[arg(long)]
+    pub src: Option<IpAddr>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

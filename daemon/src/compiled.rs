@@ -20,6 +20,20 @@ pub struct ServiceInfo {
 pub struct RuleInfo {
     /// The rule's `name` in policy.toml.
     pub name: String,
+    /// Where the rule's name stands (`policy.toml:LINE:COLUMN`), for explanations; `None` for
+    /// policies built in code.
+    pub place: Option<String>,
+}
+
+impl RuleInfo {
+    /// A rule known by its name alone.
+    #[must_use]
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            place: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

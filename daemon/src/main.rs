@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser as _;
 use vigie::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, ExplainArgs},
+    explain,
+    probe::Transport,
     run,
     source::PolicySource,
     status,
@@ -37,6 +39,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .build()?
             .block_on(run::run(args)),
         Command::Check(args) => Ok(check(&PolicySource::resolve(args.policy.as_deref()))),
+        Command::Explain(args) => explain(&args),
         Command::Status(args) => {
             status::print(&status::read(&args.pins.pin_dir)?, args.json)?;
             Ok(0)
@@ -51,6 +54,36 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn explain(args: &ExplainArgs) -> Result<i32> {
+    let source = PolicySource::resolve(args.policy.policy.as_deref());
+    let compilation = match source.compile() {
+        Ok(compilation) => compilation,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(run::EXIT_INVALID_CONFIG);
+        }
+    };
+    let question = explain::Question {
+        src: args
+            .src
+            .unwrap_or_else(|| explain::unspecified_source(args.dst)),
+        dst: args.dst,
+        transport: args.port.unwrap_or(Transport::Echo),
+    };
+    let answer = explain::explain(&compilation.policy, &question)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&answer)?);
+    } else {
+        println!("{answer}");
+        println!(
+            "  policy    {} (digest {})",
+            source.describe(),
+            &answer.policy_digest[..16]
+        );
+    }
+    Ok(0)
 }
 
 fn check(source: &PolicySource) -> i32 {

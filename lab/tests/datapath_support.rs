@@ -211,7 +211,7 @@ impl PolicySpec {
             rule_info: self
                 .rules
                 .iter()
-                .map(|(name, _)| RuleInfo { name: name.clone() })
+                .map(|(name, _)| RuleInfo::named(name.clone()))
                 .collect(),
             services: vec![
                 service("", "", "", ""),

@@ -50,6 +50,7 @@ pub(super) fn compile(
         rules.push(compile_rule(rule, cx, report));
         info.push(RuleInfo {
             name: rule.name.as_ref().clone(),
+            place: Some(cx.src.at(&rule.name).to_string()),
         });
     }
     (rules, info)
