@@ -11,6 +11,7 @@ pub mod event;
 pub mod flow;
 pub mod limits;
 pub mod maps;
+pub mod matching;
 pub mod policy;
 
 #[cfg(feature = "user")]

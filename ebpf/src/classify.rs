@@ -8,11 +8,12 @@ use vigie_common::{
     counters::{CounterKey, stat},
     flow::{FlowEntry, FlowKey, flags},
     limits,
+    matching::Subject,
     policy::ActivePolicy,
 };
 
 use crate::{
-    decide::{self, Subject},
+    decide,
     maps::{ACTIVE_POLICY, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS, bump},
     parse::{self, Packet, Parsed},
     report,

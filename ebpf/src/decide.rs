@@ -6,7 +6,8 @@ use vigie_common::{
     action::rule as rule_no,
     flow::FlowKey,
     limits,
-    policy::{Rule, SLOT_PREFIX_BITS, Settings, condition},
+    matching::{Subject, matches},
+    policy::{SLOT_PREFIX_BITS, Settings},
 };
 
 use crate::maps::{DST_V4, DST_V6, RULES, SRC_V4, SRC_V6};
@@ -58,15 +59,6 @@ fn v6_key(slot: u32, addr: &[u8; 16]) -> Key<[u8; 17]> {
     data[0] = slot as u8;
     data[1..].copy_from_slice(addr);
     Key::new(SLOT_PREFIX_BITS + 128, data)
-}
-
-/// What a flow is, for the rules.
-pub struct Subject {
-    pub service: u32,
-    pub classes: u64,
-    pub group: u32,
-    pub proto: u8,
-    pub remote_port: u16,
 }
 
 /// Walks the ordered rules of a slot: the first that matches decides, else the policy's default.
@@ -122,60 +114,4 @@ pub fn first_match(slot: u32, settings: &Settings, subject: &Subject) -> u64 {
         | (u64::from(subject.proto) << 32)
         | (u64::from(subject.remote_port) << 40);
     vigie_first_match(policy, flow, subject.classes)
-}
-
-/// Whether a rule matches, computed with arithmetic only and no branch: each condition adds
-/// to a mismatch mask. The verifier then walks one path per rule instead of one per
-/// combination of conditions, which keeps the 64-rule walk far below its instruction limit.
-#[inline(always)]
-fn matches(rule: &Rule, subject: &Subject) -> bool {
-    let wants = u64::from(rule.conditions);
-    let service = u64::from(subject.service);
-    let group = u64::from(subject.group);
-    let proto = u64::from(rule.proto);
-    let port = u64::from(subject.remote_port);
-    let mut mismatch = 0u64;
-    mismatch |= flag(wants, condition::SERVICES) & (bit128(rule.services, service) ^ 1);
-    mismatch |= flag(wants, condition::NO_SERVICE) & nonzero(service);
-    mismatch |= flag(wants, condition::GROUPS) & (bit64(rule.groups, group) ^ 1);
-    mismatch |= bit64(rule.except_groups, group);
-    mismatch |= flag(wants, condition::CLASSES) & (nonzero(rule.classes & subject.classes) ^ 1);
-    mismatch |= nonzero(proto) & nonzero(proto ^ u64::from(subject.proto));
-    mismatch |= below(port, u64::from(rule.port_min)) | below(u64::from(rule.port_max), port);
-    mismatch == 0
-}
-
-/// 1 if `bit` is set in `wants`, else 0.
-#[inline(always)]
-const fn flag(wants: u64, bit: u32) -> u64 {
-    (wants >> bit.trailing_zeros()) & 1
-}
-
-/// 1 if `x` is not zero, else 0 (the sign bit of `x | -x`).
-#[inline(always)]
-const fn nonzero(x: u64) -> u64 {
-    (x | x.wrapping_neg()) >> 63
-}
-
-/// 1 if `a < b` for values below 2^63, else 0.
-#[inline(always)]
-const fn below(a: u64, b: u64) -> u64 {
-    a.wrapping_sub(b) >> 63
-}
-
-/// Bit `n` of a 64-bit set (identifiers are below 64 by construction; the mask keeps any
-/// other value from shifting out of range).
-#[inline(always)]
-const fn bit64(set: u64, n: u64) -> u64 {
-    (set >> (n & 63)) & 1 & (nonzero(n >> 6) ^ 1)
-}
-
-/// Bit `n` of a 128-bit set held as two words.
-#[inline(always)]
-const fn bit128(set: [u64; 2], n: u64) -> u64 {
-    let high = (n >> 6) & 1;
-    let in_range = nonzero(n >> 7) ^ 1;
-    let low_bit = (set[0] >> (n & 63)) & 1;
-    let high_bit = (set[1] >> (n & 63)) & 1;
-    ((low_bit & (high ^ 1)) | (high_bit & high)) & in_range
 }
