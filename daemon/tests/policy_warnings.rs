@@ -201,3 +201,40 @@ fn monitor_mode_passes_unparsable_packets_and_says_so() {
         vigie_common::action::DROP
     );
 }
+
+#[test]
+fn a_rule_behind_a_wider_one_never_decides() {
+    let got = warnings(&files(
+        "[[rule]]\nname = \"block-zoom\"\nservices = [\"zoom\"]\naction = \"block\"\n\
+         [[rule]]\nname = \"zoom-media\"\nservices = [\"zoom\"]\nproto = \"udp\"\nports = \"8801-8810\"\naction = \"monitor\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:10:8: rule `zoom-media` never decides: every flow it matches is decided first by rule `block-zoom` (policy.toml:6:8)"
+        ]
+    );
+}
+
+#[test]
+fn rules_that_together_cover_a_later_one() {
+    let got = warnings(&files(
+        "[[rule]]\nname = \"zoom-tcp\"\nservices = [\"zoom\"]\nproto = \"tcp\"\naction = \"block\"\n\
+         [[rule]]\nname = \"zoom-udp\"\nservices = [\"zoom\"]\nproto = \"udp\"\naction = \"block\"\n\
+         [[rule]]\nname = \"zoom-icmp\"\nservices = [\"zoom\"]\nproto = \"icmp\"\naction = \"block\"\n\
+         [[rule]]\nname = \"zoom-rest\"\nservices = [\"zoom\"]\naction = \"monitor\"\n",
+    ));
+    // ICMPv6 and other protocols still reach `zoom-rest`.
+    assert!(got.is_empty(), "{got:?}");
+    let got = warnings(&files(
+        "[[rule]]\nname = \"unknown\"\nunknown = true\naction = \"monitor\"\n\
+         [[rule]]\nname = \"catalogued\"\nservices = [\"zoom\", \"visio\"]\naction = \"allow\"\n\
+         [[rule]]\nname = \"everything\"\naction = \"block\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:14:8: rule `everything` never decides: every flow it matches is decided first by the rules before it, together"
+        ]
+    );
+}

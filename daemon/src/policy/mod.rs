@@ -16,6 +16,7 @@ pub(crate) mod problem;
 mod rules;
 mod selection;
 mod settings;
+mod shadow;
 mod sources;
 pub(crate) mod syntax;
 

@@ -121,6 +121,8 @@ pub(crate) enum Problem {
     ListedTwice { what: &'static str, value: String },
     #[error("group `{0}` has no prefixes: no source is ever in it")]
     EmptyGroup(String),
+    #[error("rule `{rule}` never decides: every flow it matches is decided first by {by}")]
+    Shadowed { rule: String, by: String },
     #[error("rule `{rule}` selects no service of the catalog: it never matches")]
     SelectsNothing { rule: String },
     #[error("no service of the catalog has jurisdiction {0}")]

@@ -14,7 +14,7 @@ use super::{
     groups::Groups,
     problem::Problem,
     selection::{self, Selection},
-    settings,
+    settings, shadow,
     syntax::{self, PortRange, Proto},
 };
 use crate::{catalog::Catalog, compiled::RuleInfo};
@@ -35,6 +35,7 @@ pub(super) fn compile(
     let mut first_use = HashMap::new();
     let mut rules = Vec::with_capacity(tables.len());
     let mut info = Vec::with_capacity(tables.len());
+    let mut places = Vec::with_capacity(tables.len());
     for (index, table) in tables.iter().enumerate() {
         if index == limits::MAX_RULES as usize {
             report.error(
@@ -48,12 +49,46 @@ pub(super) fn compile(
         let Some(rule) = table.as_ref() else { continue };
         check_name(&rule.name, &mut first_use, cx.src, report);
         rules.push(compile_rule(rule, cx, report));
+        let place = cx.src.at(&rule.name);
         info.push(RuleInfo {
             name: rule.name.as_ref().clone(),
-            place: Some(cx.src.at(&rule.name).to_string()),
+            // Relative to the policy directory: the same policy read from elsewhere (or the
+            // embedded copy) compiles to the same thing.
+            place: Some(format!("{}:{}:{}", cx.src.name, place.line, place.column)),
         });
+        places.push(place);
+    }
+    // Only a policy whose rules all read is worth analysing: a rule left out by an error would
+    // make the ones after it look reachable, or not, for the wrong reason.
+    if !report.has_errors() {
+        warn_shadowed(&rules, &info, &places, cx, report);
     }
     (rules, info)
+}
+
+fn warn_shadowed(
+    rules: &[Rule],
+    info: &[RuleInfo],
+    places: &[Place],
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) {
+    let universe = shadow::Universe {
+        services: cx.catalog.len() as u32 + 1,
+        groups: cx.groups.names.len() as u32,
+    };
+    for found in shadow::find(rules, universe) {
+        let by = found
+            .by
+            .map(|by| format!("rule `{}` ({})", info[by].name, places[by]));
+        report.warn(
+            &places[found.rule],
+            Problem::Shadowed {
+                rule: info[found.rule].name.clone(),
+                by: by.unwrap_or_else(|| "the rules before it, together".to_owned()),
+            },
+        );
+    }
 }
 
 fn check_name(
