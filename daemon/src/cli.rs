@@ -1,10 +1,12 @@
-//! The command line: `vigie run`, `check`, `explain`, `status`, `detach`.
+//! The command line: `vigie run`, `check`, `explain`, `catalog`, `status`, `detach`.
 
 use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{explain, loader::Hook, pins::DEFAULT_PIN_DIR, probe::Transport};
+use crate::{
+    catalog::import::Format, explain, loader::Hook, pins::DEFAULT_PIN_DIR, probe::Transport,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +28,9 @@ pub enum Command {
     Check(PolicyArgs),
     /// Say what the policy does with a connection and why, as the kernel program decides it.
     Explain(ExplainArgs),
+    /// The service catalog: list it with the age of its data, or import a vendor's list.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Show what is attached, the policy generation in force, and map use.
     Status(StatusArgs),
     /// Remove vigie's programs, links and maps from the pin directory.
@@ -58,6 +63,51 @@ pub struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Each service: jurisdiction, prefixes, domains, where the data comes from, its age.
+    List {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a service's prefixes with a vendor's published list (the entry's other fields
+    /// stay); refuses a list that lost more than half of the prefixes unless forced.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The policy directory whose `catalog/SERVICE.toml` is rewritten.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The catalog id, e.g. zoom.
+    #[arg(long)]
+    pub service: String,
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// The published list, as downloaded from the vendor.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// What `[source] vendor` will say. Default: the format and the file's name.
+    #[arg(long)]
+    pub vendor: Option<String>,
+    /// The day the list was retrieved (YYYY-MM-DD). Default: today.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Microsoft 365: the `serviceArea` to keep (Teams is "Skype").
+    #[arg(long, default_value = "Skype")]
+    pub service_area: String,
+    /// Microsoft 365: endpoint set ids to keep, e.g. 11,12. Default: every id of the area.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<u32>,
+    /// Import even if the list lost more than half of the prefixes.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

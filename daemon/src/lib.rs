@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod catalog_cli;
 pub mod cli;
 pub mod compiled;
 pub mod events;

@@ -40,6 +40,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .block_on(run::run(args)),
         Command::Check(args) => Ok(check(&PolicySource::resolve(args.policy.as_deref()))),
         Command::Explain(args) => explain(&args),
+        Command::Catalog(command) => vigie::catalog_cli::run(command),
         Command::Status(args) => {
             status::print(&status::read(&args.pins.pin_dir)?, args.json)?;
             Ok(0)

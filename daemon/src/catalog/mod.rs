@@ -3,6 +3,8 @@
 //! address prefixes, ports). Operators describe their own services the same way.
 
 mod file;
+pub mod import;
+pub mod listing;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -57,6 +57,18 @@ pub fn load_dir(dir: &Path) -> Result<Compilation, PolicyErrors> {
     compile(dir, &files, report)
 }
 
+/// Compiles `dir` as it would be with `name` (relative, e.g. `catalog/zoom.toml`) holding
+/// `text`: how a change is validated before it is written.
+pub fn load_dir_with(dir: &Path, name: &Path, text: String) -> Result<Compilation, PolicyErrors> {
+    let mut report = Report::default();
+    let mut files = sources::read_dir(dir, &mut report);
+    match files.iter_mut().find(|(n, _)| n == name) {
+        Some((_, old)) => *old = text,
+        None => files.push((name.to_owned(), text)),
+    }
+    compile(dir, &files, report)
+}
+
 /// Compiles the default policy built into the binary (the repository's `policies/`, without its
 /// examples and GeoIP database). Diagnostics name its files `<embedded>/...`.
 pub fn load_embedded() -> Result<Compilation, PolicyErrors> {
