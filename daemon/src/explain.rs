@@ -18,6 +18,7 @@ use vigie_common::{
 use crate::{
     compiled::CompiledPolicy,
     events::{action_name, evidence_name},
+    geoip::GeoIp,
     probe::{self, Transport},
     sandbox::{Hook, Outcome, Sandbox, SandboxError},
 };
@@ -59,6 +60,8 @@ pub struct Explanation {
     pub service: Option<String>,
     pub operator: Option<String>,
     pub jurisdiction: Option<String>,
+    /// The destination's country by the policy's GeoIP database, when its rules use one.
+    pub country: Option<String>,
     /// How the service was recognised (`address`, …, `none`).
     pub evidence: &'static str,
     /// The longest prefix of the address table that holds the destination.
@@ -78,7 +81,11 @@ pub struct Explanation {
 }
 
 /// Runs the connection's first packet through the kernel program under `policy`.
-pub fn explain(policy: &CompiledPolicy, question: &Question) -> Result<Explanation, ExplainError> {
+pub fn explain(
+    policy: &CompiledPolicy,
+    geoip: Option<&GeoIp>,
+    question: &Question,
+) -> Result<Explanation, ExplainError> {
     let frame = probe::frame(question.src, question.dst, question.transport).ok_or(
         ExplainError::MixedFamilies {
             src: question.src,
@@ -123,6 +130,7 @@ pub fn explain(policy: &CompiledPolicy, question: &Question) -> Result<Explanati
         service: service.map(|s| s.id.clone()),
         operator: service.map(|s| s.operator.clone()),
         jurisdiction: service.map(|s| s.jurisdiction.clone()),
+        country: geoip.and_then(|db| db.country(question.dst)),
         evidence: evidence_name(entry.evidence),
         prefix: prefix
             .filter(|_| entry.evidence == evidence::ADDRESS)
@@ -196,6 +204,9 @@ impl fmt::Display for Explanation {
                 "  service   {id} (operator {operator}, jurisdiction {jurisdiction})"
             )?,
             _ => writeln!(f, "  service   none recognised")?,
+        }
+        if let Some(country) = &self.country {
+            writeln!(f, "  country   {country} (GeoIP)")?;
         }
         match &self.prefix {
             Some(prefix) => writeln!(

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compiled;
 pub mod events;
 pub mod explain;
+pub mod geoip;
 pub mod loader;
 pub mod maps;
 pub mod pins;

@@ -6,6 +6,7 @@ use clap::Parser as _;
 use vigie::{
     cli::{Cli, Command, ExplainArgs},
     explain,
+    geoip::GeoIp,
     probe::Transport,
     run,
     source::PolicySource,
@@ -73,7 +74,8 @@ fn explain(args: &ExplainArgs) -> Result<i32> {
         dst: args.dst,
         transport: args.port.unwrap_or(Transport::Echo),
     };
-    let answer = explain::explain(&compilation.policy, &question)?;
+    let geoip = compilation.geoip.as_deref().map(GeoIp::open).transpose()?;
+    let answer = explain::explain(&compilation.policy, geoip.as_ref(), &question)?;
     if args.json {
         println!("{}", serde_json::to_string(&answer)?);
     } else {
@@ -94,13 +96,18 @@ fn check(source: &PolicySource) -> i32 {
                 eprintln!("warning: {warning}");
             }
             let p = &compilation.policy;
+            let countries = compilation.country_entries;
             println!(
-                "{}: valid: {} rules, {} services, {} groups, {} destination prefixes ({} warnings)",
+                "{}: valid: {} rules, {} services, {} groups, {} destination prefixes, of which {} \
+                 from the countries of rules ({} IPv4, {} IPv6) ({} warnings)",
                 source.describe(),
                 p.rules.len(),
                 p.services.len().saturating_sub(1),
                 p.groups.len().saturating_sub(1),
                 p.destinations_v4.len() + p.destinations_v6.len(),
+                countries.v4 + countries.v6,
+                countries.v4,
+                countries.v6,
                 compilation.warnings.len()
             );
             0

@@ -59,7 +59,7 @@ fn unknown_category_and_bad_jurisdiction() {
         got,
         [
             "policy.toml:7:15: unknown category `chat`: no service of the catalog has it",
-            "policy.toml:8:18: jurisdiction `usa` is not an ISO 3166-1 alpha-2 code (like \"US\") nor \"eu\" or \"non-eu\"",
+            "policy.toml:8:18: jurisdiction `usa` is not an ISO 3166-1 alpha-2 code (like \"US\"), a built-in set (eu, eea), a set of [country_sets], nor `non-` and a set",
         ]
     );
 }

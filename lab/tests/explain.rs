@@ -213,3 +213,52 @@ fn mixed_address_families_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_country_rule_decides_in_the_kernel() {
+    if !vigie_lab::privilege::privileged("a_country_rule_decides_in_the_kernel") {
+        return;
+    }
+    let dir = vigie_lab::tempdir::TempDir::new("explain-countries").unwrap();
+    let shipped = policies();
+    std::os::unix::fs::symlink(shipped.join("catalog"), dir.path().join("catalog")).unwrap();
+    std::os::unix::fs::symlink(shipped.join("geoip"), dir.path().join("geoip")).unwrap();
+    let policy = std::fs::read_to_string(shipped.join("policy.toml")).unwrap()
+        + "\n[[rule]]\nname = \"block-outside-eea\"\ncountries = [\"non-eea\"]\naction = \"block\"\n";
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let args = |dst: &'static str| {
+        let mut a = vec![
+            "explain".to_owned(),
+            "--json".to_owned(),
+            "--policy".to_owned(),
+            dir.path().to_str().unwrap().to_owned(),
+            "--dst".to_owned(),
+            dst.to_owned(),
+        ];
+        a.extend(["--port".to_owned(), "443/tcp".to_owned()]);
+        a
+    };
+    let run = |dst| {
+        let args = args(dst);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = vigie(&refs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let cn = run("1.2.4.8");
+    assert_eq!(cn["country"], "CN");
+    assert_eq!(cn["rule"], "block-outside-eea");
+    assert_eq!(cn["packet"], "dropped");
+    let fr = run("193.51.24.1");
+    assert_eq!(fr["country"], "FR");
+    assert_eq!(fr["rule"], "default");
+    assert_eq!(fr["packet"], "passes");
+    // A service rule earlier in the file still decides for the service's own addresses.
+    let zoom = run("3.7.35.1");
+    assert_eq!(zoom["service"], "zoom");
+    assert_eq!(zoom["rule"], "block-non-european-conferencing");
+}

@@ -25,6 +25,8 @@ pub(super) struct PolicyFile {
     /// `None` when `[settings]` is missing or does not read (already reported).
     pub settings: Option<SettingsTable>,
     pub groups: BTreeMap<Spanned<String>, GroupTable>,
+    /// `[country_sets]`: name to country codes and built-in sets.
+    pub country_sets: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     /// `None` for a rule that does not read (already reported); the span is its `[[rule]]`.
     pub rules: Vec<Spanned<Option<RuleTable>>>,
 }
@@ -41,6 +43,9 @@ impl PolicyFile {
                     file.settings = src.value(value, report);
                 }
                 "groups" => file.groups = read_groups(value, src, report),
+                "country_sets" => {
+                    file.country_sets = src.value(value, report).unwrap_or_default();
+                }
                 "rule" => file.rules = read_rules(value, src, report),
                 other => report.error(&src.at(&key), Problem::UnknownSection(other.to_owned())),
             }
@@ -107,6 +112,10 @@ pub(super) struct SettingsTable {
     pub mode: Spanned<String>,
     pub default: Spanned<String>,
     pub unparsed: Spanned<String>,
+    /// The country database for `countries`, relative to the policy directory; default
+    /// `geoip/geo-whois-asn-country.mmdb`.
+    #[serde(default)]
+    pub geoip: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +141,9 @@ pub(super) struct RuleTable {
     pub categories: Names,
     #[serde(default)]
     pub jurisdictions: Names,
+    /// The destination's country (GeoIP): codes and country sets.
+    #[serde(default)]
+    pub countries: Names,
     #[serde(default)]
     pub unknown: Option<Spanned<bool>>,
     #[serde(default)]

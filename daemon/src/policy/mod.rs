@@ -8,6 +8,7 @@
 //! 0 is "none" in both tables. Rules keep their order in `policy.toml`.
 
 mod aggregate;
+mod countries;
 mod destinations;
 pub mod diagnostic;
 mod file;
@@ -25,6 +26,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use countries::CountryEntries;
 pub use diagnostic::{Diagnostic, Place, PolicyErrors};
 pub use selection::EU_MEMBERS;
 pub use syntax::{PortRange, Proto};
@@ -33,6 +35,7 @@ use vigie_common::policy::Settings;
 use crate::{
     catalog::{self, Catalog},
     compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
+    geoip::GeoIp,
 };
 use destinations::Destinations;
 use diagnostic::{Report, SourceText};
@@ -48,6 +51,10 @@ pub struct Compilation {
     pub warnings: Vec<Diagnostic>,
     /// The validated catalog, for what the kernel tables do not carry (domains, data age).
     pub catalog: Catalog,
+    /// Prefixes that the countries of the rules added to the address table (after merging).
+    pub country_entries: CountryEntries,
+    /// The country database the rules were compiled with, when some rule names countries.
+    pub geoip: Option<PathBuf>,
 }
 
 /// Compiles the policy directory `dir` (`policy.toml` and `catalog/*.toml`).
@@ -101,11 +108,44 @@ fn compile(
     let Some(body) = body.filter(|_| !report.has_errors()) else {
         return Err(report.into_errors());
     };
+    let (destinations, country_entries) = match with_countries(root, &body, destinations) {
+        Ok(done) => done,
+        Err((place, problem)) => {
+            report.error(&place, problem);
+            return Err(report.into_errors());
+        }
+    };
+    let geoip = body
+        .geoip
+        .as_ref()
+        .filter(|_| !body.rule_countries.is_empty())
+        .map(|(path, _)| root.join(path));
     Ok(Compilation {
         policy: assemble(body, &catalog, destinations, digest),
         warnings: report.into_warnings(),
         catalog,
+        country_entries,
+        geoip,
     })
+}
+
+/// The address table with the countries the rules name laid over it, when some rule names
+/// countries; the database is read only then.
+fn with_countries(
+    root: &Path,
+    body: &Body,
+    destinations: Destinations,
+) -> Result<(Destinations, CountryEntries), (Place, Problem)> {
+    let Some((path, place)) = body
+        .geoip
+        .as_ref()
+        .filter(|_| !body.rule_countries.is_empty())
+    else {
+        return Ok((destinations, CountryEntries::default()));
+    };
+    let failed = |e: crate::geoip::GeoIpError| (place.clone(), Problem::GeoIp(e.to_string()));
+    let geoip = GeoIp::open(&root.join(path)).map_err(failed)?;
+    countries::overlay(destinations, &body.rule_countries, &geoip).map_err(failed)
 }
 
 fn assemble(
@@ -194,7 +234,13 @@ struct Body {
     groups: Groups,
     rules: Vec<vigie_common::policy::Rule>,
     rule_info: Vec<RuleInfo>,
+    rule_countries: countries::RuleCountries,
+    /// The GeoIP database (relative to the policy directory) and where it is asked for.
+    geoip: Option<(String, Place)>,
 }
+
+/// The database `countries` use when `[settings] geoip` does not name one: the one vigie ships.
+const DEFAULT_GEOIP: &str = "geoip/geo-whois-asn-country.mmdb";
 
 fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) -> Option<Body> {
     let file = PolicyFile::read(src, report)?;
@@ -204,18 +250,37 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         .map(|table| settings::compile(table, src, report));
     let mut settings = settings.unwrap_or_default();
     let groups = groups::compile(&file.groups, src, report);
+    let sets = countries::Sets::compile(&file.country_sets, src, report);
     let cx = rules::Context {
         catalog,
         groups: &groups,
+        sets: &sets,
         src,
     };
-    let (rules, rule_info) = rules::compile(&file.rules, &cx, report);
+    let (rules, rule_info, rule_countries) = rules::compile(&file.rules, &cx, report);
     settings.rule_count = rules.len() as u32;
+    // Where a GeoIP problem is reported: the setting that names the database, else the first
+    // rule that needs one.
+    let configured = file
+        .settings
+        .as_ref()
+        .and_then(|s| s.geoip.as_ref())
+        .map(|g| (g.as_ref().clone(), src.at(g)));
+    let first_countries = file
+        .rules
+        .iter()
+        .filter_map(|r| r.as_ref().as_ref())
+        .find_map(|r| r.countries.as_ref())
+        .map(|c| src.at(c));
+    let geoip =
+        configured.or_else(|| first_countries.map(|place| (DEFAULT_GEOIP.to_owned(), place)));
     Some(Body {
         settings,
         groups,
         rules,
         rule_info,
+        rule_countries,
+        geoip,
     })
 }
 

@@ -42,7 +42,7 @@ pub(crate) enum Problem {
     )]
     BadJurisdiction(String),
     #[error(
-        "jurisdiction `{0}` is not an ISO 3166-1 alpha-2 code (like \"US\") nor \"eu\" or \"non-eu\""
+        "jurisdiction `{0}` is not an ISO 3166-1 alpha-2 code (like \"US\"), a built-in set (eu, eea), a set of [country_sets], nor `non-` and a set"
     )]
     BadJurisdictionSet(String),
     #[error("domain suffix `{value}`: {reason}")]
@@ -103,6 +103,17 @@ pub(crate) enum Problem {
         "unknown = true matches flows whose service was not recognised: it cannot be combined with services, categories or jurisdictions"
     )]
     UnknownWithServices,
+
+    #[error("`{0}` is a built-in country set (eu, eea) or starts with `non-`: choose another name")]
+    ReservedCountrySet(String),
+    #[error("`{0}` is neither a country code (two capital letters) nor a built-in set (eu, eea)")]
+    BadCountrySetMember(String),
+    #[error(
+        "`{0}` is neither a country code (two capital letters), a built-in set (eu, eea), a set of [country_sets], nor `non-` and a set"
+    )]
+    UnknownCountrySet(String),
+    #[error("{0}")]
+    GeoIp(String),
 
     // Warnings.
     #[error(

@@ -8,6 +8,7 @@ use vigie_common::{
     policy::{Rule, condition},
 };
 
+use super::countries::{RuleCountries, Sets};
 use super::{
     diagnostic::{Place, Report, SourceText},
     file::{Names, RuleTable},
@@ -23,6 +24,7 @@ use crate::{catalog::Catalog, compiled::RuleInfo};
 pub(super) struct Context<'a, 'b> {
     pub catalog: &'a Catalog,
     pub groups: &'a Groups,
+    pub sets: &'a Sets,
     pub src: &'a SourceText<'b>,
 }
 
@@ -31,11 +33,12 @@ pub(super) fn compile(
     tables: &[Spanned<Option<RuleTable>>],
     cx: &Context<'_, '_>,
     report: &mut Report,
-) -> (Vec<Rule>, Vec<RuleInfo>) {
+) -> (Vec<Rule>, Vec<RuleInfo>, RuleCountries) {
     let mut first_use = HashMap::new();
     let mut rules = Vec::with_capacity(tables.len());
     let mut info = Vec::with_capacity(tables.len());
     let mut places = Vec::with_capacity(tables.len());
+    let mut countries = RuleCountries::new();
     for (index, table) in tables.iter().enumerate() {
         if index == limits::MAX_RULES as usize {
             report.error(
@@ -48,7 +51,15 @@ pub(super) fn compile(
         }
         let Some(rule) = table.as_ref() else { continue };
         check_name(&rule.name, &mut first_use, cx.src, report);
-        rules.push(compile_rule(rule, cx, report));
+        let (mut row, sets) = compile_rule(rule, cx, report);
+        if let Some(sets) = sets {
+            // The rule's own class bit: at most 64 rules, so the index always fits.
+            let bit = rules.len() as u32;
+            row.classes = 1 << bit;
+            row.conditions |= condition::CLASSES;
+            countries.push((bit, sets));
+        }
+        rules.push(row);
         let place = cx.src.at(&rule.name);
         info.push(RuleInfo {
             name: rule.name.as_ref().clone(),
@@ -61,23 +72,25 @@ pub(super) fn compile(
     // Only a policy whose rules all read is worth analysing: a rule left out by an error would
     // make the ones after it look reachable, or not, for the wrong reason.
     if !report.has_errors() {
-        warn_shadowed(&rules, &info, &places, cx, report);
+        warn_shadowed(&rules, &info, &places, &countries, cx, report);
     }
-    (rules, info)
+    (rules, info, countries)
 }
 
 fn warn_shadowed(
     rules: &[Rule],
     info: &[RuleInfo],
     places: &[Place],
+    countries: &RuleCountries,
     cx: &Context<'_, '_>,
     report: &mut Report,
 ) {
     let universe = shadow::Universe {
         services: cx.catalog.len() as u32 + 1,
         groups: cx.groups.names.len() as u32,
+        classes: super::countries::class_combinations(countries),
     };
-    for found in shadow::find(rules, universe) {
+    for found in shadow::find(rules, &universe) {
         let by = found
             .by
             .map(|by| format!("rule `{}` ({})", info[by].name, places[by]));
@@ -120,9 +133,20 @@ fn check_name(
     }
 }
 
-fn compile_rule(rule: &RuleTable, cx: &Context<'_, '_>, report: &mut Report) -> Rule {
+/// The rule's row, and the countries it names (`None` when it names none).
+fn compile_rule(
+    rule: &RuleTable,
+    cx: &Context<'_, '_>,
+    report: &mut Report,
+) -> (Rule, Option<Vec<super::countries::CountrySet>>) {
     let errors_before = report.error_count();
-    let selection = selection::select(rule, cx.catalog, cx.src, report);
+    let selection = selection::select(rule, cx.catalog, cx.sets, cx.src, report);
+    let countries = rule.countries.as_ref().map(|list| {
+        if list.as_ref().is_empty() {
+            report.error(&cx.src.at(list), Problem::EmptyList("countries"));
+        }
+        cx.sets.union(list.as_ref(), cx.src, report)
+    });
     let groups = group_bits(&rule.groups, "groups", cx, report);
     let except_groups = group_bits(&rule.except_groups, "except_groups", cx, report).unwrap_or(0);
     let transport = transport(rule, cx.src, report);
@@ -139,7 +163,7 @@ fn compile_rule(rule: &RuleTable, cx: &Context<'_, '_>, report: &mut Report) -> 
         only: groups,
         except: except_groups,
     };
-    row(&selection, sources, &transport, action)
+    (row(&selection, sources, &transport, action), countries)
 }
 
 /// The source-group conditions of a rule: `only` is `None` when the rule names no group.

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use toml::Spanned;
 
 use super::{
+    countries::Sets,
     diagnostic::{Report, SourceText},
     file::{Names, RuleTable},
     problem::Problem,
@@ -31,15 +32,16 @@ pub(super) enum Selection {
     Unrecognised,
 }
 
-type Context<'a, 'b> = (&'a Catalog, &'a SourceText<'b>);
+type Context<'a, 'b> = (&'a Catalog, &'a SourceText<'b>, &'a Sets);
 
 pub(super) fn select(
     rule: &RuleTable,
     catalog: &Catalog,
+    sets: &Sets,
     src: &SourceText<'_>,
     report: &mut Report,
 ) -> Selection {
-    let cx = (catalog, src);
+    let cx = (catalog, src, sets);
     if let Some(unknown) = rule.unknown.as_ref().filter(|u| *u.as_ref()) {
         if rule.selects_services() {
             report.error(&src.at(unknown), Problem::UnknownWithServices);
@@ -95,7 +97,7 @@ fn names(
 
 fn by_service(
     name: &Spanned<String>,
-    (catalog, src): Context<'_, '_>,
+    (catalog, src, _): Context<'_, '_>,
     report: &mut Report,
 ) -> BTreeSet<u32> {
     let id = name.as_ref();
@@ -112,7 +114,7 @@ fn by_service(
 
 fn by_category(
     name: &Spanned<String>,
-    (catalog, src): Context<'_, '_>,
+    (catalog, src, _): Context<'_, '_>,
     report: &mut Report,
 ) -> BTreeSet<u32> {
     let category = name.as_ref();
@@ -129,21 +131,21 @@ fn by_category(
     found
 }
 
+/// The services whose operator is under a jurisdiction of the set `name` (a country code, a
+/// country set, or `non-` and a set).
 fn by_jurisdiction(
     name: &Spanned<String>,
-    (catalog, src): Context<'_, '_>,
+    (catalog, src, sets): Context<'_, '_>,
     report: &mut Report,
 ) -> BTreeSet<u32> {
-    let in_eu = |code: &str| EU_MEMBERS.contains(&code);
-    let found = match name.as_ref().as_str() {
-        "eu" => matching(catalog, |s| in_eu(&s.jurisdiction)),
-        "non-eu" => matching(catalog, |s| !in_eu(&s.jurisdiction)),
-        code if syntax::is_country_code(code) => matching(catalog, |s| s.jurisdiction == code),
-        other => {
-            report.error(&src.at(name), Problem::BadJurisdictionSet(other.to_owned()));
-            return BTreeSet::new();
-        }
+    let Some(set) = sets.resolve(name.as_ref()) else {
+        report.error(
+            &src.at(name),
+            Problem::BadJurisdictionSet(name.as_ref().clone()),
+        );
+        return BTreeSet::new();
     };
+    let found = matching(catalog, |s| set.contains(&s.jurisdiction));
     if found.is_empty() {
         report.warn(
             &src.at(name),

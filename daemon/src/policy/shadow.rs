@@ -27,15 +27,17 @@ pub(super) struct Shadowed {
     pub by: Option<usize>,
 }
 
-/// The universe the rules are judged in: how many service and group ids exist (0 included).
-#[derive(Clone, Copy, Debug)]
+/// The universe the rules are judged in: how many service and group ids exist (0 included),
+/// and every combination of class bits that a destination can carry.
+#[derive(Clone, Debug)]
 pub(super) struct Universe {
     pub services: u32,
     pub groups: u32,
+    pub classes: Vec<u64>,
 }
 
-pub(super) fn find(rules: &[Rule], universe: Universe) -> Vec<Shadowed> {
-    let marks = Marks::of(rules);
+pub(super) fn find(rules: &[Rule], universe: &Universe) -> Vec<Shadowed> {
+    let marks = Marks::of(rules, &universe.classes);
     let mut found = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         let Some(flows) = representatives(rule, universe, &marks) else {
@@ -60,7 +62,7 @@ pub(super) fn find(rules: &[Rule], universe: Universe) -> Vec<Shadowed> {
     found
 }
 
-/// What the rules name: protocols, port boundaries, class bits.
+/// What the rules name: protocols, port boundaries; and the class combinations that exist.
 struct Marks {
     protos: Vec<u8>,
     ports: Vec<u16>,
@@ -68,7 +70,7 @@ struct Marks {
 }
 
 impl Marks {
-    fn of(rules: &[Rule]) -> Self {
+    fn of(rules: &[Rule], classes: &[u64]) -> Self {
         let mut protos: Vec<u8> = rules
             .iter()
             .filter_map(|r| u8::try_from(r.proto).ok().filter(|&p| p != 0))
@@ -84,18 +86,7 @@ impl Marks {
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        // One class bit at a time is the hardest case for a rule on classes to be reached (more
-        // bits only let more earlier rules match), so single bits are representative.
-        let mut classes: Vec<u64> = rules
-            .iter()
-            .filter(|r| r.conditions & condition::CLASSES != 0)
-            .flat_map(|r| {
-                (0..64)
-                    .map(|b| 1u64 << b)
-                    .filter(|bit| r.classes & bit != 0)
-            })
-            .chain([0])
-            .collect();
+        let mut classes: Vec<u64> = classes.iter().copied().chain([0]).collect();
         classes.sort_unstable();
         classes.dedup();
         Self {
@@ -107,7 +98,7 @@ impl Marks {
 }
 
 /// The representative flows within `rule`'s own reach, or `None` past the budget.
-fn representatives(rule: &Rule, universe: Universe, marks: &Marks) -> Option<Vec<Subject>> {
+fn representatives(rule: &Rule, universe: &Universe, marks: &Marks) -> Option<Vec<Subject>> {
     let services: Vec<u32> = if rule.conditions & condition::NO_SERVICE != 0 {
         vec![0]
     } else if rule.conditions & condition::SERVICES != 0 {
@@ -179,6 +170,7 @@ mod tests {
     const UNIVERSE: Universe = Universe {
         services: 4,
         groups: 3,
+        classes: Vec::new(),
     };
 
     fn services(ids: &[u32]) -> Rule {
@@ -202,13 +194,13 @@ mod tests {
             ..services(&[1])
         };
         assert_eq!(
-            find(&[wide, narrow], UNIVERSE),
+            find(&[wide, narrow], &UNIVERSE),
             [Shadowed {
                 rule: 1,
                 by: Some(0)
             }]
         );
-        assert!(find(&[narrow, wide], UNIVERSE).is_empty());
+        assert!(find(&[narrow, wide], &UNIVERSE).is_empty());
     }
 
     #[test]
@@ -224,7 +216,7 @@ mod tests {
         };
         let zoom = services(&[1]);
         assert_eq!(
-            find(&[in_group_1, outside_group_1, zoom], UNIVERSE),
+            find(&[in_group_1, outside_group_1, zoom], &UNIVERSE),
             [Shadowed { rule: 2, by: None }]
         );
     }
@@ -248,10 +240,10 @@ mod tests {
             port_max: 443,
             ..ANY
         };
-        assert!(find(&[low, high, https], UNIVERSE).is_empty());
+        assert!(find(&[low, high, https], &UNIVERSE).is_empty());
         let all_tcp = Rule { proto: 6, ..ANY };
         assert_eq!(
-            find(&[low, high, https, all_tcp], UNIVERSE),
+            find(&[low, high, https, all_tcp], &UNIVERSE),
             [Shadowed { rule: 3, by: None }]
         );
     }
@@ -263,9 +255,9 @@ mod tests {
             ..ANY
         };
         let all = services(&[1, 2, 3]);
-        assert!(find(&[unknown, all], UNIVERSE).is_empty());
+        assert!(find(&[unknown, all], &UNIVERSE).is_empty());
         assert_eq!(
-            find(&[unknown, all, ANY], UNIVERSE),
+            find(&[unknown, all, ANY], &UNIVERSE),
             [Shadowed { rule: 2, by: None }]
         );
     }

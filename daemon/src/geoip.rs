@@ -1,0 +1,214 @@
+//! Where an address is registered: a MaxMind-format country database.
+//!
+//! Two layouts are read: `country_code` at the top of each record (the CC0 database vigie
+//! ships, from ip-location-db) and GeoIP2/GeoLite2's `country.iso_code`, falling back to
+//! `registered_country.iso_code` for networks (anycast, satellites) that have no physical
+//! country.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use maxminddb::{Reader, WithinOptions};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoIpError {
+    #[error("GeoIP database {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("GeoIP database {path}: no record has a country (country_code or country.iso_code)")]
+    NoCountries { path: PathBuf },
+}
+
+pub struct GeoIp {
+    reader: Reader<Vec<u8>>,
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    country: Option<Named<'a>>,
+    #[serde(borrow, default)]
+    registered_country: Option<Named<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+}
+
+impl Record<'_> {
+    fn code(&self) -> Option<&str> {
+        self.country_code
+            .or_else(|| self.country.as_ref().and_then(|c| c.iso_code))
+            .or_else(|| self.registered_country.as_ref().and_then(|c| c.iso_code))
+    }
+}
+
+/// Networks by country, each family apart, in address order; networks never overlap.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CountryNetworks<V> {
+    pub v4: BTreeMap<Ipv4Net, V>,
+    pub v6: BTreeMap<Ipv6Net, V>,
+}
+
+impl GeoIp {
+    pub fn open(path: &Path) -> Result<Self, GeoIpError> {
+        let unreadable = |reason: String| GeoIpError::Unreadable {
+            path: path.to_owned(),
+            reason,
+        };
+        let reader = Reader::open_readfile(path).map_err(|e| unreadable(e.to_string()))?;
+        Ok(Self {
+            reader,
+            path: path.to_owned(),
+        })
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The country code of `addr`, if the database knows one.
+    #[must_use]
+    pub fn country(&self, addr: IpAddr) -> Option<String> {
+        let found = self.reader.lookup(addr).ok()?;
+        let record: Record<'_> = found.decode().ok()??;
+        record.code().map(str::to_owned)
+    }
+
+    /// Every network whose country `value` maps to `Some`, with that value.
+    pub fn networks<V>(
+        &self,
+        mut value: impl FnMut(&str) -> Option<V>,
+    ) -> Result<CountryNetworks<V>, GeoIpError> {
+        let unreadable = |reason: String| GeoIpError::Unreadable {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut out = CountryNetworks {
+            v4: BTreeMap::new(),
+            v6: BTreeMap::new(),
+        };
+        let mut any_country = false;
+        let networks = self
+            .reader
+            .networks(WithinOptions::default())
+            .map_err(|e| unreadable(e.to_string()))?;
+        for found in networks {
+            let found = found.map_err(|e| unreadable(e.to_string()))?;
+            let Some(record) = found
+                .decode::<Record<'_>>()
+                .map_err(|e| unreadable(e.to_string()))?
+            else {
+                continue;
+            };
+            let Some(code) = record.code() else { continue };
+            any_country = true;
+            let Some(v) = value(code) else { continue };
+            let network = found.network().map_err(|e| unreadable(e.to_string()))?;
+            let net = IpNet::new(network.network(), network.prefix())
+                .map_err(|e| unreadable(e.to_string()))?;
+            match ipv4_of(net) {
+                IpNet::V4(n) => out.v4.insert(n, v),
+                IpNet::V6(n) => out.v6.insert(n, v),
+            };
+        }
+        if !any_country {
+            return Err(GeoIpError::NoCountries {
+                path: self.path.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// IPv6 databases hold IPv4 at `::/96` (and some at `::ffff:0:0/96`): give those back as IPv4.
+fn ipv4_of(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => {
+            let segments = n.network().segments();
+            let embedded =
+                segments[..5].iter().all(|&s| s == 0) && matches!(segments[5], 0 | 0xffff);
+            if embedded {
+                let bits = u128::from(n.network()) as u32;
+                Ipv4Net::new(bits.into(), n.prefix_len() - 96).map_or(net, IpNet::V4)
+            } else {
+                net
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> GeoIp {
+        GeoIp::open(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../policies/geoip/geo-whois-asn-country.mmdb"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_shipped_database_knows_countries_of_both_families() {
+        let db = shipped();
+        // A French public-sector block and Zoom's address space, as registered.
+        assert_eq!(
+            db.country("193.51.24.1".parse().unwrap()).as_deref(),
+            Some("FR")
+        );
+        assert_eq!(
+            db.country("2001:660::1".parse().unwrap()).as_deref(),
+            Some("FR")
+        );
+        assert_eq!(db.country("10.0.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn networks_of_one_country_are_ipv4_and_ipv6() {
+        let db = shipped();
+        let fr = db.networks(|code| (code == "FR").then_some(())).unwrap();
+        assert!(fr.v4.len() > 100, "{}", fr.v4.len());
+        assert!(fr.v6.len() > 100, "{}", fr.v6.len());
+        let probe: Ipv4Net = "193.51.24.1/32".parse().unwrap();
+        assert!(fr.v4.keys().any(|n| n.contains(&probe.network())));
+        assert!(
+            fr.v6
+                .keys()
+                .all(|n| !n.network().to_string().starts_with("::"))
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_named() {
+        let err = GeoIp::open(Path::new("Cargo.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("GeoIP database Cargo.toml: "), "{err}");
+    }
+
+    #[test]
+    fn embedded_ipv4_becomes_ipv4() {
+        assert_eq!(
+            ipv4_of("::c000:200/120".parse().unwrap()),
+            "192.0.2.0/24".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            ipv4_of("2001:db8::/120".parse().unwrap()),
+            "2001:db8::/120".parse::<IpNet>().unwrap()
+        );
+    }
+}

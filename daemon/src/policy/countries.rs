@@ -1,0 +1,433 @@
+//! Countries in rules: named country sets, and the destination's country from GeoIP.
+//!
+//! A rule's `countries` become one class bit (its index: at most 64 rules, 64 bits). Each
+//! network of the GeoIP database whose country some rule names is loaded with the bits of
+//! every such rule, and only those: a policy about two countries loads two countries' networks,
+//! not the world. The networks are then merged (adjacent ranges with the same bits become as
+//! few prefixes as cover them) and laid over the services' prefixes so that one longest-prefix
+//! lookup answers both questions, which service and which classes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use toml::Spanned;
+use vigie_common::policy::Destination;
+
+use super::{
+    destinations::Destinations,
+    diagnostic::{Report, SourceText},
+    problem::Problem,
+    selection::EU_MEMBERS,
+    syntax,
+};
+use crate::geoip::{CountryNetworks, GeoIp};
+
+/// The European Economic Area beyond the EU.
+const EEA_EXTRA: [&str; 3] = ["IS", "LI", "NO"];
+
+/// A set of countries, possibly as the complement of one (`non-eu`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct CountrySet {
+    codes: BTreeSet<String>,
+    complement: bool,
+}
+
+impl CountrySet {
+    fn of(codes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            codes: codes.into_iter().map(Into::into).collect(),
+            complement: false,
+        }
+    }
+
+    #[must_use]
+    pub fn contains(&self, code: &str) -> bool {
+        self.codes.contains(code) != self.complement
+    }
+}
+
+/// The sets a policy may name: the built-in `eu` and `eea`, those of `[country_sets]`, and the
+/// complement of any of them as `non-NAME`.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Sets {
+    defined: BTreeMap<String, CountrySet>,
+}
+
+impl Sets {
+    /// Reads `[country_sets]`: each set lists country codes and built-in sets.
+    pub fn compile(
+        table: &BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+        src: &SourceText<'_>,
+        report: &mut Report,
+    ) -> Self {
+        let mut defined = BTreeMap::new();
+        for (name, members) in table {
+            let place = src.at(name);
+            if report
+                .take(
+                    &place,
+                    syntax::identifier("country set name", name.as_ref()),
+                )
+                .is_none()
+            {
+                continue;
+            }
+            if builtin(name.as_ref()).is_some() || name.as_ref().starts_with("non-") {
+                report.error(&place, Problem::ReservedCountrySet(name.as_ref().clone()));
+                continue;
+            }
+            let mut codes = BTreeSet::new();
+            for member in members {
+                match member.as_ref().as_str() {
+                    code if syntax::is_country_code(code) => {
+                        codes.insert(code.to_owned());
+                    }
+                    other => match builtin(other) {
+                        Some(set) => codes.extend(set.codes),
+                        None => report.error(
+                            &src.at(member),
+                            Problem::BadCountrySetMember(other.to_owned()),
+                        ),
+                    },
+                }
+            }
+            defined.insert(name.as_ref().clone(), CountrySet::of(codes));
+        }
+        Self { defined }
+    }
+
+    /// A country code, a set, or `non-` and a set.
+    pub fn resolve(&self, name: &str) -> Option<CountrySet> {
+        if syntax::is_country_code(name) {
+            return Some(CountrySet::of([name]));
+        }
+        let (complement, base) = match name.strip_prefix("non-") {
+            Some(base) => (true, base),
+            None => (false, name),
+        };
+        let set = builtin(base).or_else(|| self.defined.get(base).cloned())?;
+        Some(CountrySet {
+            complement: set.complement != complement,
+            ..set
+        })
+    }
+
+    /// The union of the sets a rule lists; every name that is no set is reported.
+    pub fn union(
+        &self,
+        names: &[Spanned<String>],
+        src: &SourceText<'_>,
+        report: &mut Report,
+    ) -> Vec<CountrySet> {
+        names
+            .iter()
+            .filter_map(|name| {
+                let set = self.resolve(name.as_ref());
+                if set.is_none() {
+                    report.error(
+                        &src.at(name),
+                        Problem::UnknownCountrySet(name.as_ref().clone()),
+                    );
+                }
+                set
+            })
+            .collect()
+    }
+}
+
+fn builtin(name: &str) -> Option<CountrySet> {
+    match name {
+        "eu" => Some(CountrySet::of(EU_MEMBERS)),
+        "eea" => Some(CountrySet::of(EU_MEMBERS.into_iter().chain(EEA_EXTRA))),
+        _ => None,
+    }
+}
+
+/// The class bit of each rule that names countries, with the countries it names.
+pub(super) type RuleCountries = Vec<(u32, Vec<CountrySet>)>;
+
+/// Every combination of class bits a destination can carry: one per country code that the
+/// rules' sets tell apart (all 676 two-letter codes are tried, so no real country is missed).
+pub(super) fn class_combinations(rules: &RuleCountries) -> Vec<u64> {
+    let mut combinations = BTreeSet::new();
+    for a in b'A'..=b'Z' {
+        for b in b'A'..=b'Z' {
+            let code = [a, b];
+            let code = std::str::from_utf8(&code).unwrap_or_default();
+            let bits = rules
+                .iter()
+                .filter(|(_, sets)| sets.iter().any(|s| s.contains(code)))
+                .fold(0u64, |bits, (bit, _)| bits | (1 << bit));
+            combinations.insert(bits);
+        }
+    }
+    combinations.into_iter().collect()
+}
+
+/// What the GeoIP step added to the address table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountryEntries {
+    pub v4: usize,
+    pub v6: usize,
+}
+
+/// Lays the networks of the countries the rules name over the services' prefixes.
+pub(super) fn overlay(
+    destinations: Destinations,
+    rules: &RuleCountries,
+    geoip: &GeoIp,
+) -> Result<(Destinations, CountryEntries), crate::geoip::GeoIpError> {
+    let mut memo: HashMap<String, u64> = HashMap::new();
+    let networks = geoip.networks(|code| {
+        let classes = *memo.entry(code.to_owned()).or_insert_with(|| {
+            rules
+                .iter()
+                .filter(|(_, sets)| sets.iter().any(|s| s.contains(code)))
+                .fold(0u64, |bits, (bit, _)| bits | (1 << bit))
+        });
+        (classes != 0).then_some(classes)
+    })?;
+    let CountryNetworks { v4, v6 } = networks;
+    let v4 = merge_v4(&v4);
+    let v6 = merge_v6(&v6);
+    let entries = CountryEntries {
+        v4: v4.len(),
+        v6: v6.len(),
+    };
+    Ok((
+        Destinations {
+            v4: lay(destinations.v4, &v4),
+            v6: lay(destinations.v6, &v6),
+        },
+        entries,
+    ))
+}
+
+/// The union of both tables, each prefix answering as the longest match of each table would:
+/// its service from the services' prefixes, its classes from the countries'. Any address then
+/// finds, in the union, the longer of its two matches, which carries both answers.
+fn lay<N: Net>(services: Vec<(N, Destination)>, countries: &[(N, u64)]) -> Vec<(N, Destination)> {
+    let service_of: HashMap<N, Destination> = services.iter().copied().collect();
+    let classes_of: HashMap<N, u64> = countries.iter().copied().collect();
+    let service_lengths = lengths(service_of.keys());
+    let country_lengths = lengths(classes_of.keys());
+    let mut out: BTreeMap<N, Destination> = BTreeMap::new();
+    for (net, destination) in services {
+        let classes = longest(net, &country_lengths, &classes_of).unwrap_or(0);
+        out.insert(
+            net,
+            Destination {
+                classes,
+                ..destination
+            },
+        );
+    }
+    for &(net, classes) in countries {
+        let service = longest(net, &service_lengths, &service_of).map_or(0, |d| d.service);
+        out.entry(net).or_insert(Destination {
+            service,
+            classes,
+            pad: 0,
+        });
+    }
+    out.into_iter().collect()
+}
+
+/// The prefix lengths present in a table, longest first.
+fn lengths<'a, N: Net + 'a>(nets: impl Iterator<Item = &'a N>) -> Vec<u8> {
+    let set: BTreeSet<u8> = nets.map(|n| n.len()).collect();
+    set.into_iter().rev().collect()
+}
+
+/// The value of the longest prefix of `table` that contains `net` (or is `net`).
+fn longest<N: Net, V: Copy>(net: N, lengths: &[u8], table: &HashMap<N, V>) -> Option<V> {
+    lengths
+        .iter()
+        .filter(|&&len| len <= net.len())
+        .find_map(|&len| table.get(&net.truncated(len)).copied())
+}
+
+/// What `lay` needs of a prefix type.
+trait Net: Copy + Ord + std::hash::Hash {
+    fn len(self) -> u8;
+    /// The prefix of length `len` that contains this one.
+    fn truncated(self, len: u8) -> Self;
+}
+
+impl Net for Ipv4Net {
+    fn len(self) -> u8 {
+        self.prefix_len()
+    }
+    fn truncated(self, len: u8) -> Self {
+        Self::new(self.network(), len).map_or(self, |n| n.trunc())
+    }
+}
+
+impl Net for Ipv6Net {
+    fn len(self) -> u8 {
+        self.prefix_len()
+    }
+    fn truncated(self, len: u8) -> Self {
+        Self::new(self.network(), len).map_or(self, |n| n.trunc())
+    }
+}
+
+/// Disjoint networks to the fewest prefixes: contiguous ranges with the same classes are
+/// joined, then each range is cut into the largest aligned blocks that fill it.
+fn merge_v4(networks: &BTreeMap<Ipv4Net, u64>) -> Vec<(Ipv4Net, u64)> {
+    let ranges = networks.iter().map(|(n, &c)| {
+        (
+            u128::from(u32::from(n.network())),
+            u128::from(u32::from(n.broadcast())),
+            c,
+        )
+    });
+    join(ranges)
+        .into_iter()
+        .flat_map(|(start, end, classes)| {
+            blocks(start, end, 32).map(move |(base, len)| {
+                let net = Ipv4Net::new(Ipv4Addr::from(base as u32), len).expect("length within 32");
+                (net, classes)
+            })
+        })
+        .collect()
+}
+
+fn merge_v6(networks: &BTreeMap<Ipv6Net, u64>) -> Vec<(Ipv6Net, u64)> {
+    let ranges = networks
+        .iter()
+        .map(|(n, &c)| (u128::from(n.network()), u128::from(n.broadcast()), c));
+    join(ranges)
+        .into_iter()
+        .flat_map(|(start, end, classes)| {
+            blocks(start, end, 128).map(move |(base, len)| {
+                let net = Ipv6Net::new(Ipv6Addr::from(base), len).expect("length within 128");
+                (net, classes)
+            })
+        })
+        .collect()
+}
+
+/// Joins ranges (sorted, disjoint) that touch and carry the same classes.
+fn join(ranges: impl Iterator<Item = (u128, u128, u64)>) -> Vec<(u128, u128, u64)> {
+    let mut out: Vec<(u128, u128, u64)> = Vec::new();
+    for (start, end, classes) in ranges {
+        match out.last_mut() {
+            Some(last) if last.2 == classes && last.1.checked_add(1) == Some(start) => last.1 = end,
+            _ => out.push((start, end, classes)),
+        }
+    }
+    out
+}
+
+/// The largest aligned blocks that exactly cover `start..=end`, as (base, prefix length), in
+/// an address space of `bits` bits.
+fn blocks(start: u128, end: u128, bits: u8) -> impl Iterator<Item = (u128, u8)> {
+    let mut next = Some(start);
+    std::iter::from_fn(move || {
+        let base = next?;
+        // The block may be as large as the alignment of `base` allows and the range holds.
+        let mut size_bits = if base == 0 {
+            u32::from(bits)
+        } else {
+            base.trailing_zeros().min(u32::from(bits))
+        };
+        // The offset of a block's last address: 2^size - 1 (all of IPv6 for size 128).
+        let span = |size: u32| 1u128.checked_shl(size).map_or(u128::MAX, |v| v - 1);
+        while size_bits > 0 && base.saturating_add(span(size_bits)) > end {
+            size_bits -= 1;
+        }
+        let last = base + span(size_bits);
+        next = if last >= end { None } else { Some(last + 1) };
+        Some((base, bits - size_bits as u8))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complements_and_builtins() {
+        let sets = Sets::default();
+        assert!(sets.resolve("eu").unwrap().contains("FR"));
+        assert!(!sets.resolve("eu").unwrap().contains("NO"));
+        assert!(sets.resolve("eea").unwrap().contains("NO"));
+        assert!(sets.resolve("non-eu").unwrap().contains("US"));
+        assert!(!sets.resolve("non-eu").unwrap().contains("DE"));
+        assert!(sets.resolve("CN").unwrap().contains("CN"));
+        assert!(sets.resolve("cn").is_none());
+        assert!(sets.resolve("five-eyes").is_none());
+    }
+
+    #[test]
+    fn ranges_become_the_fewest_aligned_blocks() {
+        let got: Vec<(u128, u8)> = blocks(0x0a00_0000, 0x0a00_02ff, 32).collect();
+        assert_eq!(got, [(0x0a00_0000, 23), (0x0a00_0200, 24)]);
+        let whole: Vec<(u128, u8)> = blocks(0, u128::from(u32::MAX), 32).collect();
+        assert_eq!(whole, [(0, 0)]);
+        let all_v6: Vec<(u128, u8)> = blocks(0, u128::MAX, 128).collect();
+        assert_eq!(all_v6, [(0, 0)]);
+        let one: Vec<(u128, u8)> = blocks(5, 5, 32).collect();
+        assert_eq!(one, [(5, 32)]);
+    }
+
+    #[test]
+    fn adjacent_networks_with_the_same_classes_merge() {
+        let nets: BTreeMap<Ipv4Net, u64> = [
+            ("10.0.0.0/24", 1),
+            ("10.0.1.0/24", 1),
+            ("10.0.2.0/23", 1),
+            ("10.0.4.0/24", 2),
+            ("10.0.6.0/24", 2),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.parse().unwrap(), c))
+        .collect();
+        let merged: Vec<(String, u64)> = merge_v4(&nets)
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c))
+            .collect();
+        assert_eq!(
+            merged,
+            [
+                ("10.0.0.0/22".to_owned(), 1),
+                ("10.0.4.0/24".to_owned(), 2),
+                ("10.0.6.0/24".to_owned(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn services_and_countries_answer_together() {
+        let service = |id| Destination {
+            service: id,
+            classes: 0,
+            pad: 0,
+        };
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let services = vec![
+            (net("10.0.0.0/16"), service(1)),
+            (net("10.1.2.0/25"), service(2)),
+        ];
+        let countries = vec![(net("10.0.3.0/24"), 4), (net("10.1.0.0/16"), 8)];
+        let table: Vec<(String, u32, u64)> = lay(services, &countries)
+            .into_iter()
+            .map(|(n, d)| (n.to_string(), d.service, d.classes))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                // The service's /16 has no single country; its US /24 carries both answers.
+                ("10.0.0.0/16".to_owned(), 1, 0),
+                ("10.0.3.0/24".to_owned(), 1, 4),
+                // A country's /16 with a service inside it.
+                ("10.1.0.0/16".to_owned(), 0, 8),
+                ("10.1.2.0/25".to_owned(), 2, 8),
+            ]
+        );
+    }
+}
