@@ -92,7 +92,8 @@ fn explain(args: &ExplainArgs) -> Result<i32> {
 fn check(source: &PolicySource) -> i32 {
     match source.compile() {
         Ok(compilation) => {
-            for warning in &compilation.warnings {
+            let warnings = compilation.warnings_today();
+            for warning in &warnings {
                 eprintln!("warning: {warning}");
             }
             let p = &compilation.policy;
@@ -108,7 +109,7 @@ fn check(source: &PolicySource) -> i32 {
                 countries.v4 + countries.v6,
                 countries.v4,
                 countries.v6,
-                compilation.warnings.len()
+                warnings.len()
             );
             0
         }

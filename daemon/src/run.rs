@@ -47,7 +47,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             return Ok(EXIT_INVALID_CONFIG);
         }
     };
-    for warning in &compilation.warnings {
+    for warning in compilation.warnings_today() {
         warn!("{warning}");
     }
     let pin_dir = args.pins.pin_dir.clone();
@@ -136,7 +136,7 @@ impl Daemon {
     fn reload(&mut self) {
         match self.source.compile() {
             Ok(compilation) => {
-                for warning in &compilation.warnings {
+                for warning in compilation.warnings_today() {
                     warn!("{warning}");
                 }
                 if let Err(e) = self.apply(compilation.policy) {

@@ -238,3 +238,30 @@ fn rules_that_together_cover_a_later_one() {
         ]
     );
 }
+
+#[test]
+fn catalog_data_older_than_the_policy_allows_is_named() {
+    use toml::value::Date;
+    use vigie::catalog::listing::stale;
+    let mut files = files("");
+    files[2].1 = files[2]
+        .1
+        .replace("[settings]\n", "[settings]\nstale_after_days = 30\n");
+    let compilation = compile(&files);
+    assert_eq!(compilation.stale_after_days, 30);
+    let day = |year, month, day| Date { year, month, day };
+    // Both test services were retrieved on 2024-06-01.
+    assert!(stale(&compilation.catalog, day(2024, 7, 1), 30).is_empty());
+    assert_eq!(
+        stale(&compilation.catalog, day(2024, 7, 2), 30),
+        [
+            "catalog/visio.toml:1:6: the data of `visio` was retrieved 2024-06-01 (31 days ago, more than the 30 of stale_after_days): refresh it from the vendor (vigie catalog import)",
+            "catalog/zoom.toml:1:6: the data of `zoom` was retrieved 2024-06-01 (31 days ago, more than the 30 of stale_after_days): refresh it from the vendor (vigie catalog import)",
+        ]
+    );
+    // Without the setting, a year.
+    assert_eq!(
+        compile(&self::files("")).stale_after_days,
+        policy::DEFAULT_STALE_AFTER_DAYS
+    );
+}

@@ -40,6 +40,24 @@ pub fn rows(catalog: &Catalog, today: Date) -> Vec<Row> {
         .collect()
 }
 
+/// A warning for each service whose data is older than `max_days`, at the place of its id.
+#[must_use]
+pub fn stale(catalog: &Catalog, today: Date, max_days: u32) -> Vec<String> {
+    catalog
+        .services()
+        .filter_map(|(_, s)| {
+            let age = days(today) - days(s.source.retrieved);
+            (age > i64::from(max_days)).then(|| {
+                format!(
+                    "{}: the data of `{}` was retrieved {} ({age} days ago, more than the {max_days} \
+                     of stale_after_days): refresh it from the vendor (vigie catalog import)",
+                    s.place, s.id, s.source.retrieved
+                )
+            })
+        })
+        .collect()
+}
+
 /// Today's date in UTC.
 #[must_use]
 pub fn today() -> Date {

@@ -116,6 +116,9 @@ pub(super) struct SettingsTable {
     /// `geoip/geo-whois-asn-country.mmdb`.
     #[serde(default)]
     pub geoip: Option<Spanned<String>>,
+    /// Catalog data older than this many days gets a warning from `vigie check` and at start.
+    #[serde(default)]
+    pub stale_after_days: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

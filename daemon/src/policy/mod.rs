@@ -55,7 +55,31 @@ pub struct Compilation {
     pub country_entries: CountryEntries,
     /// The country database the rules were compiled with, when some rule names countries.
     pub geoip: Option<PathBuf>,
+    /// Age in days past which catalog data deserves a refresh (`[settings] stale_after_days`).
+    pub stale_after_days: u32,
 }
+
+impl Compilation {
+    /// The compiler's warnings, then one for each catalog entry whose data is older than
+    /// `stale_after_days` today (kept apart from the compiler's so that compiling stays a
+    /// function of the files alone).
+    #[must_use]
+    pub fn warnings_today(&self) -> Vec<String> {
+        let stale = crate::catalog::listing::stale(
+            &self.catalog,
+            crate::catalog::listing::today(),
+            self.stale_after_days,
+        );
+        self.warnings
+            .iter()
+            .map(ToString::to_string)
+            .chain(stale)
+            .collect()
+    }
+}
+
+/// How old catalog data may get before vigie says so, when the policy does not say.
+pub const DEFAULT_STALE_AFTER_DAYS: u32 = 365;
 
 /// Compiles the policy directory `dir` (`policy.toml` and `catalog/*.toml`).
 pub fn load_dir(dir: &Path) -> Result<Compilation, PolicyErrors> {
@@ -120,12 +144,14 @@ fn compile(
         .as_ref()
         .filter(|_| !body.rule_countries.is_empty())
         .map(|(path, _)| root.join(path));
+    let stale_after_days = body.stale_after_days;
     Ok(Compilation {
         policy: assemble(body, &catalog, destinations, digest),
         warnings: report.into_warnings(),
         catalog,
         country_entries,
         geoip,
+        stale_after_days,
     })
 }
 
@@ -237,6 +263,7 @@ struct Body {
     rule_countries: countries::RuleCountries,
     /// The GeoIP database (relative to the policy directory) and where it is asked for.
     geoip: Option<(String, Place)>,
+    stale_after_days: u32,
 }
 
 /// The database `countries` use when `[settings] geoip` does not name one: the one vigie ships.
@@ -274,6 +301,11 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         .map(|c| src.at(c));
     let geoip =
         configured.or_else(|| first_countries.map(|place| (DEFAULT_GEOIP.to_owned(), place)));
+    let stale_after_days = file
+        .settings
+        .as_ref()
+        .and_then(|s| s.stale_after_days.as_ref())
+        .map_or(DEFAULT_STALE_AFTER_DAYS, |d| *d.as_ref());
     Some(Body {
         settings,
         groups,
@@ -281,6 +313,7 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         rule_info,
         rule_countries,
         geoip,
+        stale_after_days,
     })
 }
 
