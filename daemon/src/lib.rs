@@ -17,3 +17,4 @@ pub mod run;
 pub mod sandbox;
 pub mod source;
 pub mod status;
+pub mod watch;

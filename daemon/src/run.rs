@@ -24,6 +24,7 @@ use crate::{
     maps::DatapathMaps,
     pins::{self, State},
     source::PolicySource,
+    watch::PolicyWatch,
 };
 
 /// Exit status for an invalid configuration (`EX_USAGE`), as other daemons use it.
@@ -35,6 +36,8 @@ struct Daemon {
     pin_dir: PathBuf,
     state: State,
     namer: Arc<Mutex<Namer>>,
+    /// The policy in force, to tell a change that matters from one that does not.
+    current: Option<Arc<CompiledPolicy>>,
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
@@ -78,6 +81,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         pin_dir,
         state,
         namer: Arc::default(),
+        current: None,
     };
     daemon.apply(compilation.policy)?;
     let sink = open_sink(&args.events)?;
@@ -94,6 +98,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 
 impl Daemon {
     fn apply(&mut self, policy: CompiledPolicy) -> Result<()> {
+        if self.current.as_deref() == Some(&policy) {
+            info!("the policy is unchanged; the generation in force stays");
+            return Ok(());
+        }
         let policy = Arc::new(policy);
         let generation = self
             .maps
@@ -103,6 +111,7 @@ impl Daemon {
             .lock()
             .map_err(|_| anyhow::anyhow!("event namer poisoned"))?
             .insert(generation, Arc::clone(&policy));
+        self.current = Some(Arc::clone(&policy));
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
         self.state.policy_source = Some(self.source.describe());
@@ -118,22 +127,32 @@ impl Daemon {
         Ok(())
     }
 
-    /// Waits for a stop signal; SIGHUP recompiles and swaps the policy, keeping the running
-    /// one when the files do not compile.
+    /// Waits for a stop signal; SIGHUP or a change in the policy directory recompiles and
+    /// swaps the policy, keeping the running one when the files do not compile.
     async fn serve(&mut self) -> Result<()> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let mut watch = match &self.source {
+            PolicySource::Dir(dir) => {
+                let watch = PolicyWatch::new(dir)?;
+                info!(dirs = ?watch.watched(), "watching the policy for changes");
+                Some(watch)
+            }
+            PolicySource::Embedded => None,
+        };
         loop {
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
-                _ = hangup.recv() => self.reload(),
+                _ = hangup.recv() => self.reload("SIGHUP"),
+                () = changed(watch.as_mut()) => self.reload("a change in the policy directory"),
             }
         }
     }
 
-    fn reload(&mut self) {
+    fn reload(&mut self, cause: &str) {
+        info!("reloading the policy after {cause}");
         match self.source.compile() {
             Ok(compilation) => {
                 for warning in compilation.warnings_today() {
@@ -145,6 +164,14 @@ impl Daemon {
             }
             Err(errors) => error!("reload refused, the running policy stays:\n{errors}"),
         }
+    }
+}
+
+/// The next change of the watched policy, or never without a watch.
+async fn changed(watch: Option<&mut PolicyWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
     }
 }
 
