@@ -50,12 +50,12 @@ impl PolicyWatch {
                 path: dir.to_owned(),
                 source,
             })?;
-        let mut watched = Vec::new();
+        let mut dirs = Vec::new();
         for path in [dir.to_owned(), dir.join("catalog"), dir.join("geoip")] {
             let Ok(real) = std::fs::canonicalize(&path) else {
                 continue;
             };
-            if watched.contains(&real) {
+            if dirs.contains(&real) {
                 continue;
             }
             watcher
@@ -64,12 +64,12 @@ impl PolicyWatch {
                     path: real.clone(),
                     source,
                 })?;
-            watched.push(real);
+            dirs.push(real);
         }
         Ok(Self {
             changes,
             _watcher: watcher,
-            watched,
+            watched: dirs,
         })
     }
 
