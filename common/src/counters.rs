@@ -71,4 +71,17 @@ pub mod stat {
     /// Unparsable packets that the unparsed action blocked.
     pub const UNPARSED_BLOCKED: u32 = 8;
     pub const COUNT: u32 = 9;
+
+    /// Names for reports, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "packets",
+        "not_ip",
+        "events_lost",
+        "counter_rows_full",
+        "flow_insert_failed",
+        "decisions_retried",
+        "no_policy",
+        "fragments",
+        "unparsed_blocked",
+    ];
 }

@@ -84,17 +84,24 @@ pub const fn proto_name(proto: u8) -> &'static str {
 }
 
 /// Names service, group and rule numbers with the policy of the event's generation; keeps the
-/// last few policies because events of a flow decided just before a swap arrive after it.
+/// last generations because events of a flow decided just before a swap arrive after it.
 #[derive(Default)]
 pub struct Namer {
     policies: BTreeMap<u32, Arc<CompiledPolicy>>,
 }
 
-const POLICIES_KEPT: usize = 4;
+/// Generations remembered. A generation whose policy equals one already kept shares it, so
+/// that an operator toggling between two policies costs two policies of memory, not sixteen.
+const POLICIES_KEPT: usize = 16;
 
 impl Namer {
     pub fn insert(&mut self, generation: u32, policy: Arc<CompiledPolicy>) {
-        self.policies.insert(generation, policy);
+        let shared = self
+            .policies
+            .values()
+            .find(|kept| kept.digest == policy.digest && **kept == policy)
+            .map_or(policy, Arc::clone);
+        self.policies.insert(generation, shared);
         while self.policies.len() > POLICIES_KEPT {
             self.policies.pop_first();
         }

@@ -1,12 +1,14 @@
 //! `vigie status` and `vigie detach`: read and remove what a pin directory holds, without
 //! loading anything.
 
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use serde::Serialize;
 use vigie_common::{
+    counters::stat,
     flow::{FlowEntry, FlowKey},
     limits, maps as names,
     policy::ActivePolicy,
@@ -29,6 +31,8 @@ pub struct Status {
     pub policy_source: Option<String>,
     pub flows: usize,
     pub flow_capacity: u32,
+    /// The datapath's statistics (`stat::NAMES`), summed over CPUs, since it was loaded.
+    pub stats: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +56,17 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
     let flows = open_map(pin_dir, names::FLOWS)
         .and_then(|m| BpfHashMap::<MapData, FlowKey, FlowEntry>::try_from(Map::LruHashMap(m)).ok())
         .map_or(0, |f| f.keys().flatten().count());
+    let stats = open_map(pin_dir, names::STATS)
+        .and_then(|m| PerCpuArray::<MapData, u64>::try_from(Map::PerCpuArray(m)).ok())
+        .map(|array| {
+            (0..stat::COUNT)
+                .map(|i| {
+                    let sum = array.get(&i, 0).map_or(0, |per_cpu| per_cpu.iter().sum());
+                    (stat::NAMES[i as usize], sum)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let attachments = state
         .attachments
         .into_iter()
@@ -74,6 +89,7 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
         policy_source: state.policy_source,
         flows,
         flow_capacity: limits::FLOW_CAPACITY,
+        stats,
     })
 }
 
@@ -109,6 +125,15 @@ pub fn print(status: &Status, json: bool) -> Result<()> {
         "flows           {} of {}",
         status.flows, status.flow_capacity
     );
+    let stats: Vec<String> = status
+        .stats
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !stats.is_empty() {
+        println!("datapath        {}", stats.join(", "));
+    }
     if status.attachments.is_empty() {
         println!("attachments     none");
     }
