@@ -90,9 +90,12 @@ pub struct Namer {
     policies: BTreeMap<u32, Arc<CompiledPolicy>>,
 }
 
-/// Generations remembered. A generation whose policy equals one already kept shares it, so
-/// that an operator toggling between two policies costs two policies of memory, not sixteen.
-const POLICIES_KEPT: usize = 16;
+/// Generations remembered: enough for events that arrive well after many quick swaps (each
+/// costs a pointer)...
+const GENERATIONS_KEPT: usize = 4096;
+/// ...while distinct policies, which can be large, are few: a generation whose policy equals
+/// one already kept shares it, so toggling between two policies keeps two.
+const DISTINCT_POLICIES_KEPT: usize = 8;
 
 impl Namer {
     pub fn insert(&mut self, generation: u32, policy: Arc<CompiledPolicy>) {
@@ -102,9 +105,17 @@ impl Namer {
             .find(|kept| kept.digest == policy.digest && **kept == policy)
             .map_or(policy, Arc::clone);
         self.policies.insert(generation, shared);
-        while self.policies.len() > POLICIES_KEPT {
+        while self.policies.len() > GENERATIONS_KEPT || self.distinct() > DISTINCT_POLICIES_KEPT {
             self.policies.pop_first();
         }
+    }
+
+    fn distinct(&self) -> usize {
+        let mut seen: Vec<*const CompiledPolicy> =
+            self.policies.values().map(Arc::as_ptr).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len()
     }
 
     #[must_use]

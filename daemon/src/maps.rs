@@ -124,6 +124,16 @@ impl DatapathMaps {
     /// Writes `policy` into the inactive slot and makes it the active one. Returns the new
     /// generation. On error the policy in force is untouched.
     pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, MapsError> {
+        self.apply_announcing(policy, |_| {})
+    }
+
+    /// `apply`, telling `announce` the new generation once the slot is written and before any
+    /// packet can be decided under it: whoever names events by generation must know it first.
+    pub fn apply_announcing(
+        &mut self,
+        policy: &CompiledPolicy,
+        announce: impl FnOnce(u32),
+    ) -> Result<u32, MapsError> {
         check_capacity(policy)?;
         let active = self.active()?;
         let slot = if active.generation == 0 {
@@ -141,6 +151,7 @@ impl DatapathMaps {
         self.settings
             .set(slot, &settings, 0)
             .map_err(map_err(names::SETTINGS))?;
+        announce(generation);
         self.active
             .set(0, &ActivePolicy { slot, generation }, 0)
             .map_err(map_err(names::ACTIVE_POLICY))?;

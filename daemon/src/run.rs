@@ -103,14 +103,17 @@ impl Daemon {
             return Ok(());
         }
         let policy = Arc::new(policy);
+        let namer = Arc::clone(&self.namer);
+        let for_events = Arc::clone(&policy);
         let generation = self
             .maps
-            .apply(&policy)
+            .apply_announcing(&policy, move |generation| {
+                // Poisoned only if the event writer panicked: names are then moot.
+                if let Ok(mut namer) = namer.lock() {
+                    namer.insert(generation, for_events);
+                }
+            })
             .context("writing the policy into the kernel")?;
-        self.namer
-            .lock()
-            .map_err(|_| anyhow::anyhow!("event namer poisoned"))?
-            .insert(generation, Arc::clone(&policy));
         self.current = Some(Arc::clone(&policy));
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());

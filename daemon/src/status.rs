@@ -56,7 +56,7 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
     let flows = open_map(pin_dir, names::FLOWS)
         .and_then(|m| BpfHashMap::<MapData, FlowKey, FlowEntry>::try_from(Map::LruHashMap(m)).ok())
         .map_or(0, |f| f.keys().flatten().count());
-    let stats = open_map(pin_dir, names::STATS)
+    let datapath = open_map(pin_dir, names::STATS)
         .and_then(|m| PerCpuArray::<MapData, u64>::try_from(Map::PerCpuArray(m)).ok())
         .map(|array| {
             (0..stat::COUNT)
@@ -89,7 +89,7 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
         policy_source: state.policy_source,
         flows,
         flow_capacity: limits::FLOW_CAPACITY,
-        stats,
+        stats: datapath,
     })
 }
 
@@ -125,14 +125,14 @@ pub fn print(status: &Status, json: bool) -> Result<()> {
         "flows           {} of {}",
         status.flows, status.flow_capacity
     );
-    let stats: Vec<String> = status
+    let nonzero: Vec<String> = status
         .stats
         .iter()
         .filter(|(_, n)| **n > 0)
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
-    if !stats.is_empty() {
-        println!("datapath        {}", stats.join(", "));
+    if !nonzero.is_empty() {
+        println!("datapath        {}", nonzero.join(", "));
     }
     if status.attachments.is_empty() {
         println!("attachments     none");

@@ -3,11 +3,14 @@
 //! ```text
 //! vigie-peer serve [--udp ADDR:PORT]... [--tcp ADDR:PORT]...
 //! vigie-peer probe udp|tcp ADDR:PORT [--timeout-ms N]
+//! vigie-peer stream --to ADDR:PORT [--to ADDR:PORT]... --count N --first-port P [--interval-us U]
 //! ```
 //! `serve` binds every address (one thread each), prints `ready` on stdout, and echoes until
 //! killed, printing `udp|tcp LOCAL FROM` for each datagram or connection that arrives. `probe` sends one message and prints one line: `passed ...` with exit 0 when the echo
 //! came back, `blocked ...` with exit 1 and the reason (timeout, refused, unreachable...).
-//! Usage errors exit 2.
+//! `stream` sends N UDP datagrams, each its own flow: datagram i goes from source port P+i to
+//! the i-th target in turn (so the lab can tell, from the port alone, where it went), one every
+//! U microseconds; it prints `sent N` at the end. Usage errors exit 2.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -15,7 +18,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: vigie-peer serve [--udp ADDR:PORT]... [--tcp ADDR:PORT]...\n       \
-                     vigie-peer probe udp|tcp ADDR:PORT [--timeout-ms N]";
+                     vigie-peer probe udp|tcp ADDR:PORT [--timeout-ms N]\n       \
+                     vigie-peer stream --to ADDR:PORT... --count N --first-port P [--interval-us U]";
 const DEFAULT_TIMEOUT_MS: u64 = 1000;
 /// Large enough for any probe; the echo returns what it read.
 const BUFFER: usize = 2048;
@@ -25,6 +29,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => parse_serve(&args[1..]).map(serve),
         Some("probe") => parse_probe(&args[1..]).map(|p| probe(&p)),
+        Some("stream") => parse_stream(&args[1..]).map(|s| stream(&s)),
         _ => Err(USAGE.to_owned()),
     };
     result.unwrap_or_else(|e| {
@@ -268,4 +273,72 @@ fn probe_tcp(p: &Probe, payload: &[u8]) -> Result<(), String> {
     } else {
         Err("wrong echo".to_owned())
     }
+}
+
+struct Stream {
+    targets: Vec<SocketAddr>,
+    count: u32,
+    first_port: u16,
+    interval: Duration,
+}
+
+fn parse_stream(args: &[String]) -> Result<Stream, String> {
+    let mut stream = Stream {
+        targets: Vec::new(),
+        count: 0,
+        first_port: 0,
+        interval: Duration::from_micros(1000),
+    };
+    let number = |v: Option<&String>, flag: &str| -> Result<u64, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        v.parse().map_err(|e| format!("bad {flag} {v:?}: {e}"))
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--to" => stream.targets.push(parse_addr(it.next())?),
+            "--count" => {
+                stream.count =
+                    u32::try_from(number(it.next(), flag)?).map_err(|e| e.to_string())?;
+            }
+            "--first-port" => {
+                stream.first_port =
+                    u16::try_from(number(it.next(), flag)?).map_err(|e| e.to_string())?;
+            }
+            "--interval-us" => stream.interval = Duration::from_micros(number(it.next(), flag)?),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let last = u32::from(stream.first_port) + stream.count;
+    if stream.targets.is_empty() || stream.count == 0 || stream.first_port == 0 || last > 65_536 {
+        return Err(format!(
+            "stream needs --to, --count and --first-port, within the port range\n{USAGE}"
+        ));
+    }
+    Ok(stream)
+}
+
+/// Each datagram from its own port, so that each is a new flow for the datapath.
+fn stream(s: &Stream) -> ExitCode {
+    let start = Instant::now();
+    for i in 0..s.count {
+        let target = s.targets[i as usize % s.targets.len()];
+        let local: SocketAddr = if target.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, s.first_port + i as u16).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, s.first_port + i as u16).into()
+        };
+        let sent = UdpSocket::bind(local)
+            .and_then(|sock| sock.send_to(format!("vigie-stream {i}").as_bytes(), target));
+        if let Err(e) = sent {
+            return fail(&format!("datagram {i} from {local} to {target}: {e}"));
+        }
+        // Paced against the start, so that a slow iteration does not slow the whole stream.
+        let due = start + s.interval * (i + 1);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    println!("sent {}", s.count);
+    ExitCode::SUCCESS
 }
