@@ -75,7 +75,7 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
         return;
     }
     let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let lab = Lab::new(Path::new(PEER), vigie.clone()).unwrap();
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
     let dir = PolicyDir::write(Mode::Enforce).unwrap();
     save(dir.path(), &policy_a());
     let digest = |text: &str| {
@@ -89,11 +89,42 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
     let zoom = SocketAddr::new(first_v4(&lab.topo.service_addrs("zoom")), UDP_PORT);
     let teams = SocketAddr::new(first_v4(&lab.topo.service_addrs("teams")), UDP_PORT);
     let mark = lab.peers.arrivals().len();
+    let sender = start_stream(&lab, zoom, teams);
+
+    let swapping = swap_alternately(&daemon, dir.path());
+    let status = sender
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("the stream ends");
+    assert!(status.success(), "the stream failed");
+    assert!(
+        swapping < Duration::from_micros(u64::from(DATAGRAMS) * u64::from(INTERVAL_US)),
+        "the swaps ({swapping:?}) outlasted the traffic: not every swap was under load"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Every datagram has its event; each event's verdict is its policy's, and the packet met it.
+    let events = daemon.wait_events(Duration::from_secs(10), |e| e.len() >= DATAGRAMS as usize);
+    let arrived: BTreeSet<u16> = lab.peers.arrivals()[mark..]
+        .iter()
+        .filter(|a| a.local == zoom || a.local == teams)
+        .map(|a| a.from.port())
+        .collect();
+    let by_policy = check_events(&events, &digests, &arrived);
+    let datapath = &daemon.status().unwrap().raw["stats"];
+    assert_eq!(datapath["events_lost"], 0, "{datapath}");
+    eprintln!(
+        "{SWAPS} swaps in {swapping:?} under {DATAGRAMS} flows; decisions by policy {by_policy:?}, decisions retried {}",
+        datapath["decisions_retried"]
+    );
+}
+
+/// Starts the datagrams on the LAN host: even ones to Zoom, odd ones to Teams.
+fn start_stream(lab: &Lab, zoom: SocketAddr, teams: SocketAddr) -> vigie_lab::process::Process {
     let (zoom_arg, teams_arg) = (zoom.to_string(), teams.to_string());
     let count = DATAGRAMS.to_string();
     let first = FIRST_PORT.to_string();
-    let sender = lab
-        .topo
+    lab.topo
         .spawn(
             lab.topo.lan(),
             PEER,
@@ -113,21 +144,22 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
             Stdio::null(),
             Stdio::piped(),
         )
-        .unwrap();
+        .unwrap()
+}
 
-    // Swap, alternating, each time waiting for the daemon to say the new generation is in force.
+/// Swaps B, A, B... by file and SIGHUP, each time waiting for the daemon to say the new
+/// generation is in force; returns how long the swaps took.
+fn swap_alternately(daemon: &vigie_lab::daemon::Daemon<'_>, dir: &Path) -> Duration {
     let started = Instant::now();
     let applied = |log: &str| log.matches("policy applied").count();
     let mut seen = applied(&daemon.log());
     for swap in 0..SWAPS {
-        save(
-            dir.path(),
-            &if swap % 2 == 0 {
-                policy_b()
-            } else {
-                policy_a()
-            },
-        );
+        let text = if swap % 2 == 0 {
+            policy_b()
+        } else {
+            policy_a()
+        };
+        save(dir, &text);
         daemon.process().unwrap().signal(libc::SIGHUP).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -144,28 +176,19 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let swapping = started.elapsed();
-    let status = sender
-        .wait_timeout(Duration::from_secs(60))
-        .unwrap()
-        .expect("the stream ends");
-    assert!(status.success(), "the stream failed");
-    assert!(
-        swapping < Duration::from_micros(u64::from(DATAGRAMS) * u64::from(INTERVAL_US)),
-        "the swaps ({swapping:?}) outlasted the traffic: not every swap was under load"
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    started.elapsed()
+}
 
-    // Every datagram has its event; each event's verdict is its policy's, and the packet met it.
-    let events = daemon.wait_events(Duration::from_secs(10), |e| e.len() >= DATAGRAMS as usize);
-    let arrived: BTreeSet<u16> = lab.peers.arrivals()[mark..]
-        .iter()
-        .filter(|a| a.local == zoom || a.local == teams)
-        .map(|a| a.from.port())
-        .collect();
+/// Checks every event of the stream against its policy and its datagram's fate; returns the
+/// number of decisions by policy.
+fn check_events(
+    events: &[serde_json::Value],
+    digests: &BTreeMap<String, char>,
+    arrived: &BTreeSet<u16>,
+) -> BTreeMap<char, usize> {
     let mut seen_ports = BTreeSet::new();
     let mut by_policy: BTreeMap<char, usize> = BTreeMap::new();
-    for e in &events {
+    for e in events {
         let src: SocketAddr = e["src"].as_str().unwrap().parse().unwrap();
         let port = src.port();
         if !(FIRST_PORT..FIRST_PORT + DATAGRAMS as u16).contains(&port) {
@@ -180,7 +203,7 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
                 "two first events for one datagram: {e}"
             );
         }
-        let service = if (port - FIRST_PORT) % 2 == 0 {
+        let service = if (port - FIRST_PORT).is_multiple_of(2) {
             "zoom"
         } else {
             "teams"
@@ -215,10 +238,5 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
             && by_policy.get(&'B').is_some_and(|&n| n > 1000),
         "{by_policy:?}"
     );
-    let stats = &daemon.status().unwrap().raw["stats"];
-    assert_eq!(stats["events_lost"], 0, "{stats}");
-    eprintln!(
-        "{SWAPS} swaps in {swapping:?} under {DATAGRAMS} flows; decisions by policy {by_policy:?}, decisions retried {}",
-        stats["decisions_retried"]
-    );
+    by_policy
 }
