@@ -279,11 +279,7 @@ range = "8801-8810"
 "#;
 
     fn src<'a>(name: &str, text: &'a str) -> SourceText<'a> {
-        SourceText {
-            path: PathBuf::from(name),
-            name: name.to_owned(),
-            text,
-        }
+        SourceText::new(PathBuf::from(name), name.to_owned(), text)
     }
 
     fn parse_one(name: &str, text: &str) -> (Catalog, Vec<String>) {

@@ -207,11 +207,7 @@ impl<'a> Inputs<'a> {
             catalog: Vec::new(),
         };
         for (name, (role, text)) in by_name(root, files, report) {
-            let src = SourceText {
-                path: root.join(&name),
-                name,
-                text,
-            };
+            let src = SourceText::new(root.join(&name), name, text);
             match role {
                 Role::Policy => inputs.policy = Some(src),
                 Role::Catalog => inputs.catalog.push(src),
