@@ -21,6 +21,8 @@ pub enum GeoIpError {
     Unreadable { path: PathBuf, reason: String },
     #[error("GeoIP database {path}: no record has a country (country_code or country.iso_code)")]
     NoCountries { path: PathBuf },
+    #[error("ASN database {path}: no record has an autonomous_system_number")]
+    NoAsns { path: PathBuf },
 }
 
 pub struct GeoIp {
@@ -90,6 +92,38 @@ impl GeoIp {
         &self,
         mut value: impl FnMut(&str) -> Option<V>,
     ) -> Result<CountryNetworks<V>, GeoIpError> {
+        let (networks, any) = self.walk(|record: &Record<'_>| record.code().map(&mut value))?;
+        if !any {
+            return Err(GeoIpError::NoCountries {
+                path: self.path.clone(),
+            });
+        }
+        Ok(networks)
+    }
+
+    /// Every network whose autonomous system (GeoLite2-ASN's `autonomous_system_number`)
+    /// `value` maps to `Some`, with that value.
+    pub fn asn_networks<V>(
+        &self,
+        mut value: impl FnMut(u32) -> Option<V>,
+    ) -> Result<CountryNetworks<V>, GeoIpError> {
+        let (networks, any) =
+            self.walk(|record: &AsnRecord| record.autonomous_system_number.map(&mut value))?;
+        if !any {
+            return Err(GeoIpError::NoAsns {
+                path: self.path.clone(),
+            });
+        }
+        Ok(networks)
+    }
+
+    /// Every network with a record that `pick` reads; `pick` gives `None` for a record without
+    /// the field, `Some(None)` for one whose value is not wanted. Also says whether any record
+    /// had the field, so that a database of another kind is told apart from an empty answer.
+    fn walk<'de, R: Deserialize<'de>, V>(
+        &'de self,
+        mut pick: impl FnMut(&R) -> Option<Option<V>>,
+    ) -> Result<(CountryNetworks<V>, bool), GeoIpError> {
         let unreadable = |reason: String| GeoIpError::Unreadable {
             path: self.path.clone(),
             reason,
@@ -98,22 +132,21 @@ impl GeoIp {
             v4: BTreeMap::new(),
             v6: BTreeMap::new(),
         };
-        let mut any_country = false;
+        let mut any = false;
         let networks = self
             .reader
             .networks(WithinOptions::default())
             .map_err(|e| unreadable(e.to_string()))?;
         for found in networks {
             let found = found.map_err(|e| unreadable(e.to_string()))?;
-            let Some(record) = found
-                .decode::<Record<'_>>()
-                .map_err(|e| unreadable(e.to_string()))?
-            else {
+            let Some(record) = found.decode::<R>().map_err(|e| unreadable(e.to_string()))? else {
                 continue;
             };
-            let Some(code) = record.code() else { continue };
-            any_country = true;
-            let Some(v) = value(code) else { continue };
+            let Some(wanted) = pick(&record) else {
+                continue;
+            };
+            any = true;
+            let Some(v) = wanted else { continue };
             let network = found.network().map_err(|e| unreadable(e.to_string()))?;
             let net = IpNet::new(network.network(), network.prefix())
                 .map_err(|e| unreadable(e.to_string()))?;
@@ -122,13 +155,14 @@ impl GeoIp {
                 IpNet::V6(n) => out.v6.insert(n, v),
             };
         }
-        if !any_country {
-            return Err(GeoIpError::NoCountries {
-                path: self.path.clone(),
-            });
-        }
-        Ok(out)
+        Ok((out, any))
     }
+}
+
+#[derive(Deserialize)]
+struct AsnRecord {
+    #[serde(default)]
+    autonomous_system_number: Option<u32>,
 }
 
 /// IPv6 databases hold IPv4 at `::/96` (and some at `::ffff:0:0/96`): give those back as IPv4.

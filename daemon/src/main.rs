@@ -100,7 +100,8 @@ fn check(source: &PolicySource) -> i32 {
             let countries = compilation.country_entries;
             println!(
                 "{}: valid: {} rules, {} services, {} groups, {} destination prefixes, of which {} \
-                 from the countries of rules ({} IPv4, {} IPv6) ({} warnings)",
+                 from the countries of rules ({} IPv4, {} IPv6) and {} from the catalog's ASNs \
+                 ({} warnings)",
                 source.describe(),
                 p.rules.len(),
                 p.services.len().saturating_sub(1),
@@ -109,6 +110,7 @@ fn check(source: &PolicySource) -> i32 {
                 countries.v4 + countries.v6,
                 countries.v4,
                 countries.v6,
+                compilation.asn_entries,
                 warnings.len()
             );
             0

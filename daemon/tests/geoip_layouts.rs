@@ -110,3 +110,78 @@ fn a_database_without_countries_is_refused_with_its_path() {
         )
     );
 }
+
+#[test]
+fn catalog_asns_become_prefixes_beside_the_listed_ones() {
+    let asn = |n: u32, org: &str| {
+        Value::map([
+            ("autonomous_system_number", Value::U32(n)),
+            ("autonomous_system_organization", Value::str(org)),
+        ])
+    };
+    let entries: Vec<_> = [
+        ("198.51.100.0/25", asn(64_500, "Conf Inc")),
+        ("198.51.100.128/25", asn(64_500, "Conf Inc")),
+        ("203.0.113.0/24", asn(64_501, "Other Conf")),
+        ("192.0.2.0/24", asn(64_502, "Unrelated")),
+        // Announced by Conf's AS, but listed explicitly for another service.
+        ("100.64.0.0/24", asn(64_500, "Conf Inc")),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.parse().unwrap(), v))
+    .collect();
+    let path = std::env::temp_dir().join(format!("vigie-asn-{}.mmdb", std::process::id()));
+    std::fs::write(&path, mmdb::write("GeoLite2-ASN", &entries)).unwrap();
+    let file = TempFile(path);
+    let service = |id: &str, extra: &str| {
+        (
+            PathBuf::from(format!("catalog/{id}.toml")),
+            format!(
+                "id = \"{id}\"\nname = \"{id}\"\noperator = \"op\"\njurisdiction = \"US\"\ncategory = \"conferencing\"\n\
+                 {extra}\n[source]\nvendor = \"test\"\nretrieved = 2024-06-01\n"
+            ),
+        )
+    };
+    let files = vec![
+        service("conf", "asns = [64500, 64501]"),
+        service("relay", "prefixes = [\"100.64.0.0/24\"]"),
+        (
+            PathBuf::from("policy.toml"),
+            format!(
+                "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\nasn_db = \"{}\"\n\
+                 [[rule]]\nname = \"block-conf\"\nservices = [\"conf\"]\naction = \"block\"\n",
+                file.0.display()
+            ),
+        ),
+    ];
+    let compilation = policy::load_from_files(&files).unwrap_or_else(|e| panic!("{e}"));
+    let policy = &compilation.policy;
+    let table: Vec<(String, Option<&str>)> = policy
+        .destinations_v4
+        .iter()
+        .map(|(n, d)| (n.to_string(), policy.service_name(d.service)))
+        .collect();
+    assert_eq!(
+        table,
+        [
+            ("100.64.0.0/24".to_owned(), Some("relay")),
+            ("198.51.100.0/24".to_owned(), Some("conf")),
+            ("203.0.113.0/24".to_owned(), Some("conf")),
+        ]
+    );
+    assert_eq!(compilation.asn_entries, 3);
+
+    // A country database where an ASN database is expected is refused at the setting.
+    let wrong = geoip2_country_database("not-asn");
+    let mut files = files;
+    files[2].1 = files[2].1.replace(
+        &file.0.display().to_string(),
+        &wrong.0.display().to_string(),
+    );
+    let err = policy::load_from_files(&files).err().unwrap().to_string();
+    assert!(
+        err.starts_with("policy.toml:5:10: ASN database ")
+            && err.contains("no record has an autonomous_system_number"),
+        "{err}"
+    );
+}

@@ -116,6 +116,10 @@ pub(super) struct SettingsTable {
     /// `geoip/geo-whois-asn-country.mmdb`.
     #[serde(default)]
     pub geoip: Option<Spanned<String>>,
+    /// A GeoLite2-ASN-layout database, relative to the policy directory: the `asns` of the
+    /// catalog are expanded to the prefixes it lists for them. Without it, `asns` are unused.
+    #[serde(default)]
+    pub asn_db: Option<Spanned<String>>,
     /// Catalog data older than this many days gets a warning from `vigie check` and at start.
     #[serde(default)]
     pub stale_after_days: Option<Spanned<u32>>,

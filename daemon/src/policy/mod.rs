@@ -8,12 +8,14 @@
 //! 0 is "none" in both tables. Rules keep their order in `policy.toml`.
 
 mod aggregate;
+mod asns;
 mod countries;
 mod destinations;
 pub mod diagnostic;
 mod file;
 mod groups;
 pub(crate) mod problem;
+mod ranges;
 mod rules;
 mod selection;
 mod settings;
@@ -53,6 +55,9 @@ pub struct Compilation {
     pub catalog: Catalog,
     /// Prefixes that the countries of the rules added to the address table (after merging).
     pub country_entries: CountryEntries,
+    /// Prefixes the ASN database gave for the catalog's ASNs (after merging; an equal prefix
+    /// listed explicitly keeps its own service), with `[settings] asn_db`.
+    pub asn_entries: usize,
     /// The country database the rules were compiled with, when some rule names countries.
     pub geoip: Option<PathBuf>,
     /// Age in days past which catalog data deserves a refresh (`[settings] stale_after_days`).
@@ -132,6 +137,13 @@ fn compile(
     let Some(body) = body.filter(|_| !report.has_errors()) else {
         return Err(report.into_errors());
     };
+    let (destinations, asn_entries) = match with_asns(root, &body, &catalog, destinations) {
+        Ok(done) => done,
+        Err((place, problem)) => {
+            report.error(&place, problem);
+            return Err(report.into_errors());
+        }
+    };
     let (destinations, country_entries) = match with_countries(root, &body, destinations) {
         Ok(done) => done,
         Err((place, problem)) => {
@@ -150,9 +162,25 @@ fn compile(
         warnings: report.into_warnings(),
         catalog,
         country_entries,
+        asn_entries,
         geoip,
         stale_after_days,
     })
+}
+
+/// The address table with the networks of the catalog's ASNs beside it, when `asn_db` is set.
+fn with_asns(
+    root: &Path,
+    body: &Body,
+    catalog: &Catalog,
+    destinations: Destinations,
+) -> Result<(Destinations, usize), (Place, Problem)> {
+    let Some((path, place)) = body.asn_db.as_ref() else {
+        return Ok((destinations, 0));
+    };
+    let failed = |e: crate::geoip::GeoIpError| (place.clone(), Problem::GeoIp(e.to_string()));
+    let db = GeoIp::open(&root.join(path)).map_err(failed)?;
+    asns::expand(destinations, catalog, &db).map_err(failed)
 }
 
 /// The address table with the countries the rules name laid over it, when some rule names
@@ -259,6 +287,8 @@ struct Body {
     rule_countries: countries::RuleCountries,
     /// The GeoIP database (relative to the policy directory) and where it is asked for.
     geoip: Option<(String, Place)>,
+    /// The ASN database and where it is named.
+    asn_db: Option<(String, Place)>,
     stale_after_days: u32,
 }
 
@@ -302,6 +332,11 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         .as_ref()
         .and_then(|s| s.stale_after_days.as_ref())
         .map_or(DEFAULT_STALE_AFTER_DAYS, |d| *d.as_ref());
+    let asn_db = file
+        .settings
+        .as_ref()
+        .and_then(|s| s.asn_db.as_ref())
+        .map(|a| (a.as_ref().clone(), src.at(a)));
     Some(Body {
         settings,
         groups,
@@ -309,6 +344,7 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         rule_info,
         rule_countries,
         geoip,
+        asn_db,
         stale_after_days,
     })
 }
