@@ -12,8 +12,10 @@ pub const MAX_CLASSES: u32 = 64;
 /// Two policy slots: one active, one being written (see `policy::ActivePolicy`).
 pub const SLOTS: u32 = 2;
 
-/// Destination prefixes over both slots, IPv4 and IPv6 each.
+/// Destination prefixes over both slots, IPv4 and IPv6 each (for IPv4: those longer than /16).
 pub const DST_PREFIX_CAPACITY: u32 = 1 << 19;
+/// Distinct (service, classes) pairs of IPv4 destinations per slot, number 0 ("none") included.
+pub const MAX_DESTINATIONS: u32 = 1 << 12;
 /// Source-group prefixes over both slots, IPv4 and IPv6 each.
 pub const SRC_PREFIX_CAPACITY: u32 = 1 << 14;
 /// Flows remembered at once; the least recently used is forgotten first.

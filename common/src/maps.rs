@@ -3,7 +3,9 @@
 pub const ACTIVE_POLICY: &str = "ACTIVE_POLICY";
 pub const SETTINGS: &str = "SETTINGS";
 pub const RULES: &str = "RULES";
-pub const DST_V4: &str = "DST_V4";
+pub const DST_V4_ROOT: &str = "DST_V4_ROOT";
+pub const DST_V4_LONG: &str = "DST_V4_LONG";
+pub const DESTINATIONS: &str = "DESTINATIONS";
 pub const DST_V6: &str = "DST_V6";
 pub const SRC_V4: &str = "SRC_V4";
 pub const SRC_V6: &str = "SRC_V6";
@@ -15,11 +17,13 @@ pub const EVENTS: &str = "EVENTS";
 pub const SCRATCH: &str = "SCRATCH";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 15] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
-    DST_V4,
+    DST_V4_ROOT,
+    DST_V4_LONG,
+    DESTINATIONS,
     DST_V6,
     SRC_V4,
     SRC_V6,

@@ -1,7 +1,8 @@
 //! The compiled policy as the kernel holds it, twice: slots 0 and 1.
 //!
 //! The swap is atomic by construction. The daemon writes every map entry of the inactive slot
-//! (the slot number is the first byte of each prefix key and selects the rule rows), then flips
+//! (the slot number is the first byte of each prefix key, and selects the rule rows, the IPv4
+//! destination root entries and the destination rows), then flips
 //! `ActivePolicy` in one array update. A packet reads `ActivePolicy` before and after deciding
 //! and decides again if the generation moved, so it never mixes two policies; and the daemon
 //! waits out a grace period after a flip before it rewrites the slot it left.
@@ -87,7 +88,56 @@ pub struct SourceGroup {
     pub group: u32,
 }
 
-/// Key data of the IPv4 prefix tries: the slot byte, then the address. The prefix length
+/// The IPv4 destination table. The kernel's LPM trie walks up to 40 nodes per lookup, each a
+/// cache miss once it holds 100,000 prefixes; this table answers in one array read, plus one hash
+/// probe per prefix length longer than /16 that exists under the address's /16:
+///
+/// - `DST_V4_ROOT` has one entry per slot and /16 (`dst_v4_root_index`): the destination of
+///   the longest prefix of /16 or shorter covering it, and which longer lengths exist below it;
+/// - `DST_V4_LONG` holds the prefixes longer than /16, keyed by slot, length and network, and is
+///   probed longest first.
+///
+/// Both give destination numbers: rows of `DESTINATIONS` (`destination_index`), where number 0
+/// is "no destination" (an all-zero row). Many prefixes share a few (service, classes) pairs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct DstV4Root {
+    /// Destination number of the longest prefix of /16 or shorter, 0 if none.
+    pub destination: u32,
+    /// Bit `n` set: prefixes of length `DST_V4_ROOT_BITS + 1 + n` exist under this /16.
+    pub longer: u32,
+}
+
+/// Key of `DST_V4_LONG`: a prefix longer than /16 in one slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct DstV4LongKey {
+    pub slot: u8,
+    /// Prefix length, above `DST_V4_ROOT_BITS`.
+    pub len: u8,
+    pub pad: [u8; 2],
+    /// The network address, host bits zero.
+    pub network: [u8; 4],
+}
+
+/// Address bits that index `DST_V4_ROOT` within a slot.
+pub const DST_V4_ROOT_BITS: u32 = 16;
+
+/// Index of the `DST_V4_ROOT` entry of an IPv4 address (host order) in a slot.
+#[must_use]
+pub const fn dst_v4_root_index(slot: u32, addr: u32) -> u32 {
+    ((slot & 1) << DST_V4_ROOT_BITS) | (addr >> (32 - DST_V4_ROOT_BITS))
+}
+
+/// Index of the `DESTINATIONS` row of destination number `number` in a slot.
+#[must_use]
+pub const fn destination_index(slot: u32, number: u32) -> u32 {
+    (slot & 1) * crate::limits::MAX_DESTINATIONS + (number % crate::limits::MAX_DESTINATIONS)
+}
+
+/// Key data of the IPv4 source prefix trie: the slot byte, then the address. The prefix length
 /// counts the slot byte's 8 bits, so both slots live in one trie without meeting.
 pub type PrefixV4 = [u8; 5];
 /// Key data of the IPv6 prefix tries: the slot byte, then the address.

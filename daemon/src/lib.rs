@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod catalog_cli;
 pub mod cli;
 pub mod compiled;
+pub mod dst_v4;
 pub mod events;
 pub mod explain;
 pub mod geoip;

@@ -7,7 +7,7 @@
 //! sure that no packet mixes two policies.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
@@ -22,12 +22,15 @@ use vigie_common::{
     flow::{FlowEntry, FlowKey},
     limits, maps as names,
     policy::{
-        ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, SLOT_PREFIX_BITS, Settings,
-        SourceGroup,
+        ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
+        SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
     },
 };
 
-use crate::compiled::CompiledPolicy;
+use crate::{
+    compiled::CompiledPolicy,
+    dst_v4::{DstV4Table, ROOT_ENTRIES},
+};
 
 /// How long the writer waits after a flip before it rewrites the slot it left. A packet's run
 /// through the program lasts microseconds; this leaves a margin of four orders of magnitude.
@@ -56,9 +59,9 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> MapsError {
 }
 
 /// What one slot holds, as the writer last wrote it, so that a swap writes only differences.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct SlotImage {
-    dst_v4: BTreeMap<PrefixV4Key, Destination>,
+    dst_v4: DstV4Table,
     dst_v6: BTreeMap<PrefixV6Key, Destination>,
     src_v4: BTreeMap<PrefixV4Key, SourceGroup>,
     src_v6: BTreeMap<PrefixV6Key, SourceGroup>,
@@ -72,7 +75,9 @@ pub struct DatapathMaps {
     active: Array<MapData, ActivePolicy>,
     settings: Array<MapData, Settings>,
     rules: Array<MapData, Rule>,
-    dst_v4: LpmTrie<MapData, PrefixV4, Destination>,
+    dst_v4_root: Array<MapData, DstV4Root>,
+    dst_v4_long: BpfHashMap<MapData, DstV4LongKey, u32>,
+    destinations: Array<MapData, Destination>,
     dst_v6: LpmTrie<MapData, PrefixV6, Destination>,
     src_v4: LpmTrie<MapData, PrefixV4, SourceGroup>,
     src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
@@ -101,7 +106,9 @@ impl DatapathMaps {
             active: typed!(ebpf, names::ACTIVE_POLICY),
             settings: typed!(ebpf, names::SETTINGS),
             rules: typed!(ebpf, names::RULES),
-            dst_v4: typed!(ebpf, names::DST_V4),
+            dst_v4_root: typed!(ebpf, names::DST_V4_ROOT),
+            dst_v4_long: typed!(ebpf, names::DST_V4_LONG),
+            destinations: typed!(ebpf, names::DESTINATIONS),
             dst_v6: typed!(ebpf, names::DST_V6),
             src_v4: typed!(ebpf, names::SRC_V4),
             src_v6: typed!(ebpf, names::SRC_V6),
@@ -173,7 +180,7 @@ impl DatapathMaps {
             None => self.read_slot(slot)?,
         };
         let new = image_of(slot, policy);
-        sync_trie(&mut self.dst_v4, &old.dst_v4, &new.dst_v4, names::DST_V4)?;
+        self.sync_dst_v4(slot, &old.dst_v4, &new.dst_v4)?;
         sync_trie(&mut self.dst_v6, &old.dst_v6, &new.dst_v6, names::DST_V6)?;
         sync_trie(&mut self.src_v4, &old.src_v4, &new.src_v4, names::SRC_V4)?;
         sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
@@ -187,13 +194,82 @@ impl DatapathMaps {
         Ok(())
     }
 
+    /// Writes the differences between two IPv4 destination tables of a slot. Destination rows
+    /// come first, so that no entry ever names a row not yet written (the slot is inactive, but
+    /// this keeps the order right whatever reads it).
+    fn sync_dst_v4(
+        &mut self,
+        slot: u32,
+        old: &DstV4Table,
+        new: &DstV4Table,
+    ) -> Result<(), MapsError> {
+        for (number, destination) in new.destinations.iter().enumerate() {
+            if old.destinations.get(number) != Some(destination) {
+                self.destinations
+                    .set(destination_index(slot, number as u32), destination, 0)
+                    .map_err(map_err(names::DESTINATIONS))?;
+            }
+        }
+        for (index, (was, entry)) in old.root.iter().zip(&new.root).enumerate() {
+            if was != entry {
+                self.dst_v4_root
+                    .set(dst_v4_root_index(slot, (index as u32) << 16), entry, 0)
+                    .map_err(map_err(names::DST_V4_ROOT))?;
+            }
+        }
+        for key in old.long.keys() {
+            if !new.long.contains_key(key) {
+                self.dst_v4_long
+                    .remove(key)
+                    .map_err(map_err(names::DST_V4_LONG))?;
+            }
+        }
+        for (key, number) in &new.long {
+            if old.long.get(key) != Some(number) {
+                self.dst_v4_long
+                    .insert(key, number, 0)
+                    .map_err(map_err(names::DST_V4_LONG))?;
+            }
+        }
+        Ok(())
+    }
+
     /// What a slot holds in the kernel, for a writer that did not write it (after a restart).
     fn read_slot(&self, slot: u32) -> Result<SlotImage, MapsError> {
         Ok(SlotImage {
-            dst_v4: read_trie(&self.dst_v4, slot, names::DST_V4)?,
+            dst_v4: self.read_dst_v4(slot)?,
             dst_v6: read_trie(&self.dst_v6, slot, names::DST_V6)?,
             src_v4: read_trie(&self.src_v4, slot, names::SRC_V4)?,
             src_v6: read_trie(&self.src_v6, slot, names::SRC_V6)?,
+        })
+    }
+
+    fn read_dst_v4(&self, slot: u32) -> Result<DstV4Table, MapsError> {
+        let root = (0..ROOT_ENTRIES as u32)
+            .map(|index| {
+                self.dst_v4_root
+                    .get(&dst_v4_root_index(slot, index << 16), 0)
+                    .map_err(map_err(names::DST_V4_ROOT))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut long = BTreeMap::new();
+        for item in &self.dst_v4_long {
+            let (key, number) = item.map_err(map_err(names::DST_V4_LONG))?;
+            if u32::from(key.slot) == slot {
+                long.insert(key, number);
+            }
+        }
+        let destinations = (0..limits::MAX_DESTINATIONS)
+            .map(|number| {
+                self.destinations
+                    .get(&destination_index(slot, number), 0)
+                    .map_err(map_err(names::DESTINATIONS))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DstV4Table {
+            root,
+            long,
+            destinations,
         })
     }
 
@@ -239,6 +315,11 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
     let checks = [
         ("rules", policy.rules.len(), limits::MAX_RULES),
         (
+            "distinct IPv4 destinations (service and classes), \"none\" included",
+            destination_count(policy),
+            limits::MAX_DESTINATIONS,
+        ),
+        (
             "IPv4 destination prefixes",
             policy.destinations_v4.len(),
             half(limits::DST_PREFIX_CAPACITY),
@@ -271,6 +352,16 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
     Ok(())
 }
 
+/// Destination numbers the IPv4 table of `policy` needs (see `DstV4Table`).
+fn destination_count(policy: &CompiledPolicy) -> usize {
+    let distinct: BTreeSet<(u32, u64)> = policy
+        .destinations_v4
+        .iter()
+        .map(|(_, d)| (d.service, d.classes))
+        .collect();
+    distinct.len() + 1
+}
+
 fn v4_key(slot: u32, net: Ipv4Net) -> PrefixV4Key {
     let mut data = [0u8; 5];
     data[0] = slot as u8;
@@ -288,11 +379,7 @@ fn v6_key(slot: u32, net: &Ipv6Net) -> PrefixV6Key {
 fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
     let group = |g: &u32| SourceGroup { group: *g };
     SlotImage {
-        dst_v4: policy
-            .destinations_v4
-            .iter()
-            .map(|(n, d)| (v4_key(slot, *n), *d))
-            .collect(),
+        dst_v4: DstV4Table::build(slot, &policy.destinations_v4),
         dst_v6: policy
             .destinations_v6
             .iter()

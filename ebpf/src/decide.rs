@@ -7,10 +7,13 @@ use vigie_common::{
     flow::FlowKey,
     limits,
     matching::{Subject, matches},
-    policy::{SLOT_PREFIX_BITS, Settings},
+    policy::{
+        DST_V4_ROOT_BITS, DstV4LongKey, SLOT_PREFIX_BITS, Settings, destination_index,
+        dst_v4_root_index,
+    },
 };
 
-use crate::maps::{DST_V4, DST_V6, RULES, SRC_V4, SRC_V6};
+use crate::maps::{DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, RULES, SRC_V4, SRC_V6};
 
 /// What the address table says of the remote side.
 pub struct AddressEvidence {
@@ -21,7 +24,9 @@ pub struct AddressEvidence {
 #[inline(always)]
 pub fn destination(slot: u32, key: &FlowKey) -> AddressEvidence {
     let found = if key.family == 4 {
-        DST_V4.get(&v4_key(slot, &key.remote)).copied()
+        let addr = u32::from_be_bytes([key.remote[0], key.remote[1], key.remote[2], key.remote[3]]);
+        let number = vigie_dst_v4(u64::from(slot), u64::from(addr)) as u32;
+        DESTINATIONS.get(destination_index(slot, number)).copied()
     } else {
         DST_V6.get(&v6_key(slot, &key.remote)).copied()
     };
@@ -59,6 +64,44 @@ fn v6_key(slot: u32, addr: &[u8; 16]) -> Key<[u8; 17]> {
     data[0] = slot as u8;
     data[1..].copy_from_slice(addr);
     Key::new(SLOT_PREFIX_BITS + 128, data)
+}
+
+/// The destination number of an IPv4 address in a slot (see `policy::DstV4Root`): the longest
+/// prefix above /16 that holds it, else the root entry's.
+///
+/// A global BPF function, verified once on its own: its probe loop would otherwise be walked
+/// again on every path that reaches a decision.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_dst_v4(slot: u64, addr: u64) -> u64 {
+    let slot = (slot & 1) as u32;
+    let addr = addr as u32;
+    let Some(root) = DST_V4_ROOT.get(dst_v4_root_index(slot, addr)) else {
+        return 0;
+    };
+    let mut longer = root.longer;
+    let mut key = DstV4LongKey {
+        slot: slot as u8,
+        ..DstV4LongKey::default()
+    };
+    // Bit n stands for length /17 + n: the highest bit first, so the longest match wins.
+    for bit in (0..32 - DST_V4_ROOT_BITS).rev() {
+        if longer == 0 {
+            break;
+        }
+        if longer & (1 << bit) == 0 {
+            continue;
+        }
+        let len = DST_V4_ROOT_BITS + 1 + bit;
+        key.len = len as u8;
+        key.network = (addr & (u32::MAX << (32 - len))).to_be_bytes();
+        if let Some(number) = DST_V4_LONG.get_ptr(&key) {
+            // SAFETY: a map value pointer, valid for this program run.
+            return u64::from(unsafe { *number });
+        }
+        longer &= !(1 << bit);
+    }
+    u64::from(root.destination)
 }
 
 /// Walks the ordered rules of a slot: the first that matches decides, else the policy's default.

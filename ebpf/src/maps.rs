@@ -4,14 +4,17 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use vigie_common::{
     action,
     counters::{CounterKey, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits,
-    policy::{ActivePolicy, Destination, PrefixV4, PrefixV6, Rule, Settings, SourceGroup},
+    policy::{
+        ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
+        Rule, Settings, SourceGroup,
+    },
 };
 
 /// Which slot holds the policy in force, and its generation (one entry).
@@ -26,10 +29,21 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(limits::SLOTS, 0)
 #[map]
 pub static RULES: Array<Rule> = Array::with_max_entries(limits::SLOTS * limits::MAX_RULES, 0);
 
-/// Remote IPv4 prefixes to services; the key's first byte is the slot.
+/// Remote IPv4 addresses to destination numbers, by slot and /16 (see `policy::DstV4Root`).
 #[map]
-pub static DST_V4: LpmTrie<PrefixV4, Destination> =
-    LpmTrie::with_max_entries(limits::DST_PREFIX_CAPACITY, 0);
+pub static DST_V4_ROOT: Array<DstV4Root> =
+    Array::with_max_entries(limits::SLOTS << DST_V4_ROOT_BITS, 0);
+
+/// Remote IPv4 prefixes longer than /16 to destination numbers. Not preallocated: memory follows
+/// the prefixes loaded, not the capacity.
+#[map]
+pub static DST_V4_LONG: HashMap<DstV4LongKey, u32> =
+    HashMap::with_max_entries(limits::DST_PREFIX_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// What each IPv4 destination number stands for, `MAX_DESTINATIONS` rows per slot.
+#[map]
+pub static DESTINATIONS: Array<Destination> =
+    Array::with_max_entries(limits::SLOTS * limits::MAX_DESTINATIONS, 0);
 
 /// Remote IPv6 prefixes to services; the key's first byte is the slot.
 #[map]
@@ -74,6 +88,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(limits::EVENT_RING_BYTES, 0
 /// is verified once instead of once per kind of packet.
 #[map]
 pub static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// What a packet gets before any policy has been applied; set at load time.
 #[unsafe(no_mangle)]
