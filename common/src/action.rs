@@ -17,6 +17,30 @@ pub const fn blocks(action: u32) -> bool {
     action == DROP || action == REJECT
 }
 
+/// A rule's own mode, which overrides the policy's, in the bits of `Rule::action` above the
+/// action itself. The default action has none: it follows the policy's mode.
+pub mod rule_mode {
+    /// The bits that hold the action.
+    pub const ACTION_MASK: u32 = 0x3f;
+    /// This rule only reports, even in an enforcing policy (a rollout, rule by rule).
+    pub const MONITOR: u32 = 1 << 6;
+    /// This rule enforces, even in a monitoring policy (a block decided before the rest).
+    pub const ENFORCE: u32 = 1 << 7;
+
+    /// Whether a decision with `action` (as the rule walk returns it) is only reported, under
+    /// a policy whose mode is `policy_mode`.
+    #[must_use]
+    pub const fn monitors(action: u32, policy_mode: u32) -> bool {
+        if action & MONITOR != 0 {
+            true
+        } else if action & ENFORCE != 0 {
+            false
+        } else {
+            policy_mode == super::mode::MONITOR
+        }
+    }
+}
+
 /// Global policy modes.
 pub mod mode {
     /// Actions are carried out.

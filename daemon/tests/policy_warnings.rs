@@ -265,3 +265,25 @@ fn catalog_data_older_than_the_policy_allows_is_named() {
         policy::DEFAULT_STALE_AFTER_DAYS
     );
 }
+
+#[test]
+fn a_rule_may_set_its_own_mode() {
+    use vigie_common::action::{self, rule_mode};
+    let compilation = compile(&files(
+        "[[rule]]\nname = \"trial\"\nservices = [\"zoom\"]\naction = \"block\"\nmode = \"monitor\"\n\
+         [[rule]]\nname = \"rest\"\naction = \"allow\"\nmode = \"enforce\"\n",
+    ));
+    let rules = &compilation.policy.rules;
+    assert_eq!(rules[0].action, action::DROP | rule_mode::MONITOR);
+    assert_eq!(rules[1].action, action::ALLOW | rule_mode::ENFORCE);
+    let errors = policy::load_from_files(&files(
+        "[[rule]]\nname = \"trial\"\naction = \"block\"\nmode = \"sometimes\"\n",
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert_eq!(
+        errors,
+        "policy.toml:8:8: mode `sometimes` must be \"enforce\" or \"monitor\""
+    );
+}

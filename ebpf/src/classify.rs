@@ -4,7 +4,7 @@
 use core::ptr::read_volatile;
 
 use vigie_common::{
-    action::{self, evidence, mode, rule as rule_no},
+    action::{self, evidence, rule as rule_no, rule_mode},
     counters::{CounterKey, stat},
     flow::{FlowEntry, FlowKey, flags},
     limits,
@@ -206,12 +206,13 @@ fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntr
         };
         let decision = decide::first_match(active.slot, settings, &subject);
         entry.rule = decision as u32;
-        entry.action = ((decision >> 32) & 0xff) as u32;
+        let returned = ((decision >> 32) & 0xff) as u32;
+        entry.action = returned & rule_mode::ACTION_MASK;
         if decision & decide::MATCHED_BIT != 0 {
             entry.flags |= flags::MATCHED;
         }
         entry.generation = active.generation;
-        if settings.mode == mode::MONITOR {
+        if rule_mode::monitors(returned, settings.mode) {
             entry.flags |= flags::MONITOR_MODE;
         }
         if active_policy().generation == active.generation {

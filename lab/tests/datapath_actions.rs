@@ -7,7 +7,7 @@ mod support;
 use support::*;
 use vigie::sandbox::{Hook, Outcome, Sandbox};
 use vigie_common::{
-    action::{self, evidence, rule as rule_no},
+    action::{self, evidence, rule as rule_no, rule_mode},
     counters::{parse_failure as reason, stat},
     event::FlowEvent,
     flow::{FlowEntry, flags},
@@ -180,6 +180,43 @@ fn monitor_mode_turns_a_block_into_a_report() {
         action::DROP,
         flags::MATCHED | flags::MONITOR_MODE,
         action::MONITOR,
+    );
+}
+
+#[test]
+fn a_rule_in_monitor_mode_reports_in_an_enforcing_policy() {
+    if !vigie_lab::privilege::privileged("a_rule_in_monitor_mode_reports_in_an_enforcing_policy") {
+        return;
+    }
+    // The rule's own mode wins; the flow entry keeps the plain action, the mode in its flags.
+    let policy = PolicySpec::new().rule(
+        "trial-block-zoom",
+        rule(action::DROP | rule_mode::MONITOR).services(&[ZOOM]),
+    );
+    assert_rule_decides(
+        &policy,
+        Outcome::Pass,
+        action::DROP,
+        flags::MATCHED | flags::MONITOR_MODE,
+        action::MONITOR,
+    );
+}
+
+#[test]
+fn a_rule_in_enforce_mode_blocks_in_a_monitoring_policy() {
+    if !vigie_lab::privilege::privileged("a_rule_in_enforce_mode_blocks_in_a_monitoring_policy") {
+        return;
+    }
+    let policy = PolicySpec::new().monitor_mode().rule(
+        "block-zoom-now",
+        rule(action::DROP | rule_mode::ENFORCE).services(&[ZOOM]),
+    );
+    assert_rule_decides(
+        &policy,
+        Outcome::Drop,
+        action::DROP,
+        flags::MATCHED,
+        action::DROP,
     );
 }
 

@@ -162,6 +162,9 @@ pub(super) struct RuleTable {
     #[serde(default)]
     pub ports: Option<Spanned<PortSpec>>,
     pub action: Spanned<String>,
+    /// The rule's own mode, over the policy's: "enforce" or "monitor".
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
 }
 
 impl RuleTable {

@@ -155,6 +155,10 @@ fn compile_rule(
         settings::rule_action(&rule.action),
     );
     let action = action.unwrap_or(action::ALLOW);
+    let own_mode = rule
+        .mode
+        .as_ref()
+        .and_then(|m| report.take(&cx.src.at(m), settings::rule_mode(m.as_ref())));
     // Warnings about a rule that has errors would only add noise.
     if report.error_count() == errors_before {
         warn(rule, &selection, &transport, action, cx, report);
@@ -163,7 +167,15 @@ fn compile_rule(
         only: groups,
         except: except_groups,
     };
-    (row(&selection, sources, &transport, action), countries)
+    (
+        row(
+            &selection,
+            sources,
+            &transport,
+            action | own_mode.unwrap_or(0),
+        ),
+        countries,
+    )
 }
 
 /// The source-group conditions of a rule: `only` is `None` when the rule names no group.

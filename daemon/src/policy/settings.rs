@@ -54,6 +54,15 @@ pub(super) fn rule_action(value: &Spanned<String>) -> Result<u32, Problem> {
     }
 }
 
+/// A rule's `mode`, as the bits that override the policy's (`action::rule_mode`).
+pub(super) fn rule_mode(value: &str) -> Result<u32, Problem> {
+    match value {
+        "enforce" => Ok(action::rule_mode::ENFORCE),
+        "monitor" => Ok(action::rule_mode::MONITOR),
+        other => Err(Problem::BadMode(other.to_owned())),
+    }
+}
+
 /// An unparsable packet has no flow to monitor: it passes or it is dropped.
 fn unparsed(value: &Spanned<String>) -> Result<u32, Problem> {
     match value.as_ref().as_str() {
