@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
+
+use crate::sorted::SortedTable;
 use vigie_common::policy::{DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root};
 
 /// Root entries of one slot.
@@ -14,7 +16,7 @@ pub const ROOT_ENTRIES: usize = 1 << DST_V4_ROOT_BITS;
 pub struct DstV4Table {
     /// `ROOT_ENTRIES` entries, by /16.
     pub root: Vec<DstV4Root>,
-    pub long: BTreeMap<DstV4LongKey, u32>,
+    pub long: SortedTable<DstV4LongKey, u32>,
     /// Destination number n is `destinations[n]`; number 0 is "none", all zero.
     pub destinations: Vec<Destination>,
 }
@@ -32,7 +34,7 @@ impl DstV4Table {
             })
         };
         let mut root = vec![DstV4Root::default(); ROOT_ENTRIES];
-        let mut long = BTreeMap::new();
+        let mut long = Vec::new();
         // Shorter prefixes first, so that a longer one overwrites the root entries it covers.
         let mut sorted: Vec<&(Ipv4Net, Destination)> = prefixes.iter().collect();
         sorted.sort_by_key(|(net, _)| net.prefix_len());
@@ -53,12 +55,12 @@ impl DstV4Table {
                     pad: [0; 2],
                     network: net.network().octets(),
                 };
-                long.insert(key, number);
+                long.push((key, number));
             }
         }
         Self {
             root,
-            long,
+            long: long.into_iter().collect(),
             destinations,
         }
     }

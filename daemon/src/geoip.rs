@@ -6,7 +6,6 @@
 //! country.
 
 use std::{
-    collections::BTreeMap,
     net::IpAddr,
     path::{Path, PathBuf},
 };
@@ -54,11 +53,13 @@ impl Record<'_> {
     }
 }
 
-/// Networks by country, each family apart, in address order; networks never overlap.
+/// Networks with a value, each family apart, sorted by address; networks never overlap. Flat
+/// vectors: the whole database may pass through here, and a map's nodes would cost more than
+/// the entries and stay with the allocator after.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CountryNetworks<V> {
-    pub v4: BTreeMap<Ipv4Net, V>,
-    pub v6: BTreeMap<Ipv6Net, V>,
+    pub v4: Vec<(Ipv4Net, V)>,
+    pub v6: Vec<(Ipv6Net, V)>,
 }
 
 impl GeoIp {
@@ -129,8 +130,8 @@ impl GeoIp {
             reason,
         };
         let mut out = CountryNetworks {
-            v4: BTreeMap::new(),
-            v6: BTreeMap::new(),
+            v4: Vec::new(),
+            v6: Vec::new(),
         };
         let mut any = false;
         let networks = self
@@ -151,10 +152,13 @@ impl GeoIp {
             let net = IpNet::new(network.network(), network.prefix())
                 .map_err(|e| unreadable(e.to_string()))?;
             match ipv4_of(net) {
-                IpNet::V4(n) => out.v4.insert(n, v),
-                IpNet::V6(n) => out.v6.insert(n, v),
-            };
+                IpNet::V4(n) => out.v4.push((n, v)),
+                IpNet::V6(n) => out.v6.push((n, v)),
+            }
         }
+        // The tree is walked in address order already; sorting makes it a promise.
+        out.v4.sort_unstable_by_key(|(n, _)| *n);
+        out.v6.sort_unstable_by_key(|(n, _)| *n);
         Ok((out, any))
     }
 }
@@ -217,12 +221,13 @@ mod tests {
         assert!(fr.v4.len() > 100, "{}", fr.v4.len());
         assert!(fr.v6.len() > 100, "{}", fr.v6.len());
         let probe: Ipv4Net = "193.51.24.1/32".parse().unwrap();
-        assert!(fr.v4.keys().any(|n| n.contains(&probe.network())));
+        assert!(fr.v4.iter().any(|(n, ())| n.contains(&probe.network())));
         assert!(
             fr.v6
-                .keys()
-                .all(|n| !n.network().to_string().starts_with("::"))
+                .iter()
+                .all(|(n, ())| !n.network().to_string().starts_with("::"))
         );
+        assert!(fr.v4.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod probe;
 pub mod run;
 pub mod sandbox;
+pub mod sorted;
 pub mod source;
 pub mod status;
 pub mod watch;

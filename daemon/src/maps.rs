@@ -7,7 +7,7 @@
 //! sure that no packet mixes two policies.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     net::{Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
@@ -30,6 +30,7 @@ use vigie_common::{
 use crate::{
     compiled::CompiledPolicy,
     dst_v4::{DstV4Table, ROOT_ENTRIES},
+    sorted::SortedTable,
 };
 
 /// How long the writer waits after a flip before it rewrites the slot it left. A packet's run
@@ -62,9 +63,9 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> MapsError {
 #[derive(Clone)]
 struct SlotImage {
     dst_v4: DstV4Table,
-    dst_v6: BTreeMap<PrefixV6Key, Destination>,
-    src_v4: BTreeMap<PrefixV4Key, SourceGroup>,
-    src_v6: BTreeMap<PrefixV6Key, SourceGroup>,
+    dst_v6: SortedTable<PrefixV6Key, Destination>,
+    src_v4: SortedTable<PrefixV4Key, SourceGroup>,
+    src_v6: SortedTable<PrefixV6Key, SourceGroup>,
 }
 
 type PrefixV4Key = (u32, PrefixV4);
@@ -217,19 +218,16 @@ impl DatapathMaps {
                     .map_err(map_err(names::DST_V4_ROOT))?;
             }
         }
-        for key in old.long.keys() {
-            if !new.long.contains_key(key) {
-                self.dst_v4_long
-                    .remove(key)
-                    .map_err(map_err(names::DST_V4_LONG))?;
-            }
+        let (removed, written) = old.long.changes(&new.long);
+        for key in removed {
+            self.dst_v4_long
+                .remove(key)
+                .map_err(map_err(names::DST_V4_LONG))?;
         }
-        for (key, number) in &new.long {
-            if old.long.get(key) != Some(number) {
-                self.dst_v4_long
-                    .insert(key, number, 0)
-                    .map_err(map_err(names::DST_V4_LONG))?;
-            }
+        for (key, number) in written {
+            self.dst_v4_long
+                .insert(key, number, 0)
+                .map_err(map_err(names::DST_V4_LONG))?;
         }
         Ok(())
     }
@@ -252,13 +250,14 @@ impl DatapathMaps {
                     .map_err(map_err(names::DST_V4_ROOT))
             })
             .collect::<Result<_, _>>()?;
-        let mut long = BTreeMap::new();
+        let mut long = Vec::new();
         for item in &self.dst_v4_long {
             let (key, number) = item.map_err(map_err(names::DST_V4_LONG))?;
             if u32::from(key.slot) == slot {
-                long.insert(key, number);
+                long.push((key, number));
             }
         }
+        let long = long.into_iter().collect();
         let destinations = (0..limits::MAX_DESTINATIONS)
             .map(|number| {
                 self.destinations
@@ -400,21 +399,18 @@ fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
 
 fn sync_trie<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
     trie: &mut LpmTrie<MapData, K, V>,
-    old: &BTreeMap<(u32, K), V>,
-    new: &BTreeMap<(u32, K), V>,
+    old: &SortedTable<(u32, K), V>,
+    new: &SortedTable<(u32, K), V>,
     name: &'static str,
 ) -> Result<(), MapsError> {
-    for (prefix, data) in old.keys() {
-        if !new.contains_key(&(*prefix, *data)) {
-            trie.remove(&Key::new(*prefix, *data))
-                .map_err(map_err(name))?;
-        }
+    let (removed, written) = old.changes(new);
+    for (prefix, data) in removed {
+        trie.remove(&Key::new(*prefix, *data))
+            .map_err(map_err(name))?;
     }
-    for ((prefix, data), value) in new {
-        if old.get(&(*prefix, *data)) != Some(value) {
-            trie.insert(&Key::new(*prefix, *data), value, 0)
-                .map_err(map_err(name))?;
-        }
+    for ((prefix, data), value) in written {
+        trie.insert(&Key::new(*prefix, *data), value, 0)
+            .map_err(map_err(name))?;
     }
     Ok(())
 }
@@ -424,16 +420,16 @@ fn read_trie<K: aya::Pod + Ord + AsRef<[u8]>, V: aya::Pod>(
     trie: &LpmTrie<MapData, K, V>,
     slot: u32,
     name: &'static str,
-) -> Result<BTreeMap<(u32, K), V>, MapsError> {
-    let mut entries = BTreeMap::new();
+) -> Result<SortedTable<(u32, K), V>, MapsError> {
+    let mut entries = Vec::new();
     for item in trie {
         let (key, value) = item.map_err(map_err(name))?;
         let data = key.data();
         if data.as_ref().first() == Some(&(slot as u8)) {
-            entries.insert((key.prefix_len(), data), value);
+            entries.push(((key.prefix_len(), data), value));
         }
     }
-    Ok(entries)
+    Ok(entries.into_iter().collect())
 }
 
 fn sum_array<const N: usize>(

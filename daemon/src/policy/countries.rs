@@ -209,29 +209,43 @@ pub(super) fn overlay(
 /// finds, in the union, the longer of its two matches, which carries both answers.
 fn lay<N: Net>(services: Vec<(N, Destination)>, countries: &[(N, u64)]) -> Vec<(N, Destination)> {
     let service_of: HashMap<N, Destination> = services.iter().copied().collect();
-    let classes_of: HashMap<N, u64> = countries.iter().copied().collect();
     let service_lengths = lengths(service_of.keys());
-    let country_lengths = lengths(classes_of.keys());
-    let mut out: BTreeMap<N, Destination> = BTreeMap::new();
+    let mut out: Vec<(N, Destination)> = Vec::with_capacity(services.len() + countries.len());
     for (net, destination) in services {
-        let classes = longest(net, &country_lengths, &classes_of).unwrap_or(0);
-        out.insert(
+        let classes = enclosing(countries, net).unwrap_or(0);
+        out.push((
             net,
             Destination {
                 classes,
                 ..destination
             },
-        );
+        ));
     }
     for &(net, classes) in countries {
+        // A prefix that a service lists is already there, with its classes.
+        if service_of.contains_key(&net) {
+            continue;
+        }
         let service = longest(net, &service_lengths, &service_of).map_or(0, |d| d.service);
-        out.entry(net).or_insert(Destination {
-            service,
-            classes,
-            pad: 0,
-        });
+        out.push((
+            net,
+            Destination {
+                service,
+                classes,
+                pad: 0,
+            },
+        ));
     }
-    out.into_iter().collect()
+    out.sort_unstable_by_key(|(net, _)| *net);
+    out
+}
+
+/// The value of the network of `disjoint` (sorted, non-overlapping) that contains `net`.
+fn enclosing<N: Net>(disjoint: &[(N, u64)], net: N) -> Option<u64> {
+    // The only candidate is the last network that starts at or before `net`.
+    let after = disjoint.partition_point(|(n, _)| *n <= net);
+    let (candidate, value) = *disjoint.get(after.checked_sub(1)?)?;
+    (candidate.len() <= net.len() && net.truncated(candidate.len()) == candidate).then_some(value)
 }
 
 /// The prefix lengths present in a table, longest first.

@@ -1,17 +1,15 @@
 //! Disjoint networks (as a GeoIP or ASN database lists them) to the fewest prefixes that cover
 //! them with the same values.
 
-use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Disjoint networks to the fewest prefixes: contiguous ranges with the same classes are
 /// joined, then each range is cut into the largest aligned blocks that fill it.
-pub(super) fn merge_v4<V: Copy + PartialEq>(networks: &BTreeMap<Ipv4Net, V>) -> Vec<(Ipv4Net, V)> {
-    let ranges = networks.iter().map(|(n, &c)| {
+/// `networks` sorted by address and disjoint.
+pub(super) fn merge_v4<V: Copy + PartialEq>(networks: &[(Ipv4Net, V)]) -> Vec<(Ipv4Net, V)> {
+    let ranges = networks.iter().map(|&(n, c)| {
         (
             u128::from(u32::from(n.network())),
             u128::from(u32::from(n.broadcast())),
@@ -29,10 +27,11 @@ pub(super) fn merge_v4<V: Copy + PartialEq>(networks: &BTreeMap<Ipv4Net, V>) -> 
         .collect()
 }
 
-pub(super) fn merge_v6<V: Copy + PartialEq>(networks: &BTreeMap<Ipv6Net, V>) -> Vec<(Ipv6Net, V)> {
+/// `networks` sorted by address and disjoint.
+pub(super) fn merge_v6<V: Copy + PartialEq>(networks: &[(Ipv6Net, V)]) -> Vec<(Ipv6Net, V)> {
     let ranges = networks
         .iter()
-        .map(|(n, &c)| (u128::from(n.network()), u128::from(n.broadcast()), c));
+        .map(|&(n, c)| (u128::from(n.network()), u128::from(n.broadcast()), c));
     join(ranges)
         .into_iter()
         .flat_map(|(start, end, classes)| {
@@ -99,7 +98,7 @@ mod tests {
 
     #[test]
     fn adjacent_networks_with_the_same_classes_merge() {
-        let nets: BTreeMap<Ipv4Net, u64> = [
+        let nets: Vec<(Ipv4Net, u64)> = [
             ("10.0.0.0/24", 1),
             ("10.0.1.0/24", 1),
             ("10.0.2.0/23", 1),
