@@ -2,7 +2,7 @@
 
 /// One counter row: packets, bytes and new flows of a (rule, service, group, action).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct CounterKey {
     pub rule: u16,
@@ -11,6 +11,45 @@ pub struct CounterKey {
     /// The effective action: what happened to the packets (`action::*`).
     pub action: u8,
     pub pad: u8,
+}
+
+/// A row of the per-CPU counter cache: the key that claimed it, and its counts on that CPU.
+///
+/// Counting a packet in a hash map costs a hash and a helper call on every packet; a row of a
+/// per-CPU array, found by a multiplication, costs neither. Each CPU's copy of a row belongs to
+/// the first key that hashes to it there (an all-zero key never occurs: action 0 is never a
+/// decision); a key whose row is taken is counted in `COUNTERS` instead. Readers add both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct CounterRow {
+    pub key: CounterKey,
+    pub value: CounterValue,
+}
+
+#[allow(
+    clippy::inline_always,
+    reason = "kernel hot path: plain arithmetic, inlined"
+)]
+impl CounterKey {
+    /// The key as one word, to compare and to hash.
+    #[inline(always)]
+    #[must_use]
+    pub const fn word(&self) -> u64 {
+        (self.rule as u64)
+            | ((self.service as u64) << 16)
+            | ((self.group as u64) << 32)
+            | ((self.action as u64) << 48)
+            | ((self.pad as u64) << 56)
+    }
+
+    /// The cache row of this key (Fibonacci hashing of its word).
+    #[inline(always)]
+    #[must_use]
+    pub const fn cache_row(&self) -> u32 {
+        let bits = crate::limits::COUNTER_CACHE_ROWS.trailing_zeros();
+        (self.word().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as u32
+    }
 }
 
 #[repr(C)]

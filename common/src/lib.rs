@@ -36,6 +36,7 @@ mod pod {
         policy::DstV4LongKey,
         policy::SourceGroup,
         counters::CounterKey,
+        counters::CounterRow,
         counters::CounterValue,
         event::FlowEvent,
     );

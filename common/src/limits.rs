@@ -22,6 +22,9 @@ pub const SRC_PREFIX_CAPACITY: u32 = 1 << 14;
 pub const FLOW_CAPACITY: u32 = 1 << 18;
 /// Distinct (rule, service, group, action) counter rows.
 pub const COUNTER_CAPACITY: u32 = 1 << 14;
+/// Rows of the per-CPU counter cache, each claimed by the first key that hashes to it (a power
+/// of two).
+pub const COUNTER_CACHE_ROWS: u32 = 1 << 12;
 /// Bytes of the flow-event ring buffer (a power of two, a multiple of the page size).
 pub const EVENT_RING_BYTES: u32 = 1 << 20;
 

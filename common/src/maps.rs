@@ -11,13 +11,14 @@ pub const SRC_V4: &str = "SRC_V4";
 pub const SRC_V6: &str = "SRC_V6";
 pub const FLOWS: &str = "FLOWS";
 pub const COUNTERS: &str = "COUNTERS";
+pub const COUNTER_CACHE: &str = "COUNTER_CACHE";
 pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
 pub const STATS: &str = "STATS";
 pub const EVENTS: &str = "EVENTS";
 pub const SCRATCH: &str = "SCRATCH";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -29,6 +30,7 @@ pub const ALL: [&str; 15] = [
     SRC_V6,
     FLOWS,
     COUNTERS,
+    COUNTER_CACHE,
     PARSE_FAILURES,
     STATS,
     EVENTS,

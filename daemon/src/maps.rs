@@ -7,7 +7,7 @@
 //! sure that no packet mixes two policies.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
@@ -18,7 +18,7 @@ use aya::maps::{
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use vigie_common::{
-    counters::{CounterKey, CounterValue, parse_failure, stat},
+    counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits, maps as names,
     policy::{
@@ -84,6 +84,7 @@ pub struct DatapathMaps {
     src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
+    counter_cache: PerCpuArray<MapData, CounterRow>,
     parse_failures: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     images: [Option<SlotImage>; 2],
@@ -115,6 +116,7 @@ impl DatapathMaps {
             src_v6: typed!(ebpf, names::SRC_V6),
             flows: typed!(ebpf, names::FLOWS),
             counters: typed!(ebpf, names::COUNTERS),
+            counter_cache: typed!(ebpf, names::COUNTER_CACHE),
             parse_failures: typed!(ebpf, names::PARSE_FAILURES),
             stats: typed!(ebpf, names::STATS),
             images: [None, None],
@@ -272,20 +274,31 @@ impl DatapathMaps {
         })
     }
 
-    /// Counter rows summed over CPUs.
+    /// Counter rows summed over CPUs: the cache rows and the hash map together.
     pub fn counters(&self) -> Result<Vec<(CounterKey, CounterValue)>, MapsError> {
-        let mut rows = Vec::new();
+        let mut sums: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
+        let mut add = |key: CounterKey, v: &CounterValue| {
+            let sum = sums.entry(key).or_default();
+            sum.packets += v.packets;
+            sum.bytes += v.bytes;
+            sum.flows += v.flows;
+        };
         for item in &self.counters {
             let (key, per_cpu) = item.map_err(map_err(names::COUNTERS))?;
-            let mut sum = CounterValue::default();
             for v in per_cpu.iter() {
-                sum.packets += v.packets;
-                sum.bytes += v.bytes;
-                sum.flows += v.flows;
+                add(key, v);
             }
-            rows.push((key, sum));
         }
-        Ok(rows)
+        for index in 0..limits::COUNTER_CACHE_ROWS {
+            let per_cpu = self
+                .counter_cache
+                .get(&index, 0)
+                .map_err(map_err(names::COUNTER_CACHE))?;
+            for row in per_cpu.iter().filter(|r| r.key.word() != 0) {
+                add(row.key, &row.value);
+            }
+        }
+        Ok(sums.into_iter().collect())
     }
 
     pub fn parse_failures(&self) -> Result<[u64; parse_failure::COUNT as usize], MapsError> {

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use vigie_common::{
     action,
-    counters::{CounterKey, CounterValue, parse_failure, stat},
+    counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits,
     policy::{
@@ -69,6 +69,11 @@ pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
 #[map]
 pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue> =
     PerCpuHashMap::with_max_entries(limits::COUNTER_CAPACITY, 0);
+
+/// The per-CPU counter cache in front of `COUNTERS` (see `CounterRow`).
+#[map]
+pub static COUNTER_CACHE: PerCpuArray<CounterRow> =
+    PerCpuArray::with_max_entries(limits::COUNTER_CACHE_ROWS, 0);
 
 /// Unparsable packets by reason.
 #[map]

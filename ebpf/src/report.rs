@@ -8,12 +8,29 @@ use vigie_common::{
     flow::{FlowEntry, FlowKey},
 };
 
-use crate::maps::{COUNTERS, EVENTS, STATS, bump};
+use crate::maps::{COUNTER_CACHE, COUNTERS, EVENTS, STATS, bump};
 
 const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 pub fn count(key: &CounterKey, bytes: u32, new_flow: bool) {
+    if let Some(row) = COUNTER_CACHE.get_ptr_mut(key.cache_row()) {
+        let word = key.word();
+        // SAFETY: this CPU's copy of the row: only this CPU touches it while the program runs.
+        unsafe {
+            let claimed = (*row).key.word();
+            if claimed == word || claimed == 0 {
+                if claimed == 0 {
+                    (*row).key = *key;
+                }
+                (*row).value.packets += 1;
+                (*row).value.bytes += u64::from(bytes);
+                (*row).value.flows += u64::from(new_flow);
+                return;
+            }
+        }
+    }
+    // The row belongs to another key on this CPU: the hash map counts this one.
     if let Some(row) = COUNTERS.get_ptr_mut(key) {
         // SAFETY: per-CPU row: only this CPU writes it while the program runs.
         unsafe {

@@ -10,7 +10,7 @@ use support::*;
 use vigie::sandbox::{Hook, Outcome};
 use vigie_common::{
     action::{self, evidence, rule as rule_no},
-    counters::CounterValue,
+    counters::{CounterKey, CounterValue},
     flow::flags,
 };
 use vigie_lab::packet::{self, Frame};
@@ -351,5 +351,71 @@ fn counters_add_up_per_rule_service_group_and_action() {
         assert_eq!(sandbox.flows().len(), 5, "{hook:?}");
         // Events: two Zoom flows from finance, one from research, one Visio flow.
         assert_eq!(sandbox.drain_events().len(), 4, "{hook:?}");
+    }
+}
+
+#[test]
+fn counters_are_exact_when_two_keys_share_a_cache_row() {
+    if !vigie_lab::privilege::privileged("counters_are_exact_when_two_keys_share_a_cache_row") {
+        return;
+    }
+    // Rule k matches Zoom on UDP port 9000 + k. Two keys (rule, Zoom, group, action) that
+    // share a cache row are found first, so that the second to arrive is counted by the hash map.
+    let key = |rule: u16, group: u32, action: u32| CounterKey {
+        rule,
+        service: ZOOM as u16,
+        group: group as u16,
+        action: action as u8,
+        pad: 0,
+    };
+    let hosts = [
+        (FINANCE, FINANCE_HOST),
+        (RESEARCH, RESEARCH_HOST),
+        (0, UNGROUPED_HOST),
+    ];
+    let actions = [action::ALLOW, action::MONITOR, action::DROP];
+    let mut keys = Vec::new();
+    for rule in 0..64u16 {
+        for &(group, host) in &hosts {
+            for act in actions {
+                keys.push((rule, group, host, act));
+            }
+        }
+    }
+    let mut by_row = std::collections::HashMap::new();
+    let (first, second) = keys
+        .iter()
+        .find_map(|&k| {
+            let row = key(k.0, k.1, k.3).cache_row();
+            match by_row.insert(row, k) {
+                // Two rules, so that each can carry its own action.
+                Some(other) if other.0 != k.0 => Some((other, k)),
+                _ => None,
+            }
+        })
+        .expect("two keys sharing a cache row");
+    let mut policy = PolicySpec::new();
+    for k in 0..=second.0 {
+        let act = [first, second]
+            .iter()
+            .find(|p| p.0 == k)
+            .map_or(action::ALLOW, |p| p.3);
+        let r = rule(act)
+            .services(&[ZOOM])
+            .proto(UDP)
+            .ports(9000 + k, 9000 + k);
+        policy = policy.rule(&format!("port-{k}"), r);
+    }
+    let mut sandbox = sandbox(&policy);
+    for round in 0..3u16 {
+        for (rule, _, host, _) in [first, second] {
+            let frame = Frame::udp4(host, 5000 + round, ZOOM_HOST, 9000 + rule).build();
+            run(&mut sandbox, Hook::XdpOutbound, &frame);
+        }
+    }
+    for (rule, group, _, act) in [first, second] {
+        let value = counter(&sandbox, u32::from(rule), ZOOM, group, act)
+            .unwrap_or_else(|| panic!("no counter for rule {rule}: {:?}", counters(&sandbox)));
+        assert_eq!((value.packets, value.flows), (3, 3), "rule {rule}");
     }
 }
