@@ -7,6 +7,7 @@ pub mod compiled;
 pub mod events;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod run;
