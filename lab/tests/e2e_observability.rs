@@ -100,6 +100,19 @@ fn prometheus_evaluates_every_panel_and_rule_against_vigie() {
     check_panels(&prometheus, &exported);
     check_rules(&prometheus, &exported);
     check_events(&daemon);
+
+    // A SIGHUP reload is counted and the new generation exported.
+    daemon
+        .process()
+        .expect("the daemon runs")
+        .signal(libc::SIGHUP)
+        .unwrap();
+    prometheus
+        .wait_for(
+            r#"vigie_policy_reloads_total{result="success"} == 1 and on(instance) vigie_policy_generation == 2"#,
+            SCRAPE_WAIT,
+        )
+        .unwrap();
 }
 
 /// promtool accepts a real scrape, and no address is a label value.
