@@ -23,7 +23,7 @@ use vigie_common::{
 };
 
 use super::PolicyView;
-use crate::{events::action_name, pins};
+use crate::{compiled::CompiledPolicy, events::action_name, pins};
 
 /// One scrape's worth of metric vectors, created fresh so that rows of a previous policy (a
 /// rule renamed, a service removed) disappear with it.
@@ -170,12 +170,7 @@ impl DatapathCollector {
                 bytes += v.bytes;
                 flows += v.flows;
             }
-            let service = policy
-                .and_then(|p| p.service_name(key.service.into()))
-                .unwrap_or("none");
-            let rule = policy.map_or("unknown", |p| p.rule_name(key.rule.into()));
-            let group = policy.map_or("unknown", |p| p.group_name(key.group.into()));
-            let action = action_name(key.action.into());
+            let [service, action, rule, group] = row_labels(policy, key);
             let labels = [service, action, rule];
             f.packets.with_label_values(&labels).inc_by(packets);
             f.bytes.with_label_values(&labels).inc_by(bytes);
@@ -229,6 +224,18 @@ impl DatapathCollector {
     }
 }
 
+/// Label values of a counter row: service, action, rule, group, named by the policy in
+/// force (rows a previous policy left behind are named by this one's tables: ids are stable
+/// for unchanged catalogs and groups, and an unknown id reads "unknown" or "none").
+fn row_labels(policy: Option<&CompiledPolicy>, key: CounterKey) -> [&str; 4] {
+    let service = policy
+        .and_then(|p| p.service_name(key.service.into()))
+        .unwrap_or("none");
+    let rule = policy.map_or("unknown", |p| p.rule_name(key.rule.into()));
+    let group = policy.map_or("unknown", |p| p.group_name(key.group.into()));
+    [service, action_name(key.action.into()), rule, group]
+}
+
 fn set_entries(f: &Families, map: &str, entries: usize, capacity: u32) {
     f.map_entries
         .with_label_values(&[map])
@@ -265,5 +272,40 @@ impl Collector for DatapathCollector {
             }
         }
         f.all().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigie_common::action::{self, rule};
+
+    use super::*;
+
+    #[test]
+    fn counter_rows_are_labelled_with_names_never_numbers() {
+        let policy = crate::policy::load_embedded().unwrap().policy;
+        let zoom =
+            u16::try_from(policy.services.iter().position(|s| s.id == "zoom").unwrap()).unwrap();
+        let key = CounterKey {
+            rule: 1,
+            service: zoom,
+            group: 0,
+            action: action::DROP as u8,
+            pad: 0,
+        };
+        assert_eq!(
+            row_labels(Some(&policy), key),
+            ["zoom", "block", policy.rule_name(1), "none"]
+        );
+        let default = CounterKey {
+            rule: rule::DEFAULT as u16,
+            action: action::ALLOW as u8,
+            ..CounterKey::default()
+        };
+        assert_eq!(
+            row_labels(Some(&policy), default),
+            ["none", "allow", "default", "none"]
+        );
+        assert_eq!(row_labels(None, key)[2], "unknown");
     }
 }
