@@ -7,7 +7,7 @@ set -euo pipefail
 RUST_VERSION=1.98.0
 BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(llvm-22-dev libzstd-dev zlib1g-dev libpolly-22-dev iproute2 iputils-ping
-              bpftool netcat-openbsd ethtool)
+              bpftool netcat-openbsd ethtool prometheus curl openssl)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -145,6 +145,41 @@ pub struct RunArgs {
     /// What packets get before any policy has been applied (only when the datapath is new).
     #[arg(long, value_enum, default_value_t = FailureAction::Allow)]
     pub on_failure: FailureAction,
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ObservabilityArgs {
+    /// Address of the Prometheus endpoint (/metrics).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9947")]
+    pub metrics: std::net::SocketAddr,
+    /// Serve no metrics.
+    #[arg(long, conflicts_with_all = ["metrics", "web_config"])]
+    pub no_metrics: bool,
+    /// Web configuration file of Prometheus exporters: `tls_server_config` (`cert_file`,
+    /// `key_file`) and `basic_auth_users` (name: bcrypt hash).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+    /// Seconds during which repeats of a flow event (same addresses, service, rule, action)
+    /// are counted instead of written; 0 writes every event.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub event_window: u64,
+    /// Replace internal (LAN) addresses in flow events: a keyed hash, or the /24 (IPv4) or
+    /// /48 (IPv6) network.
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub pseudonymise: Option<Pseudonymise>,
+    /// Key of the keyed hash (the file's bytes); without it a random key per start.
+    #[arg(long, value_name = "FILE", requires = "pseudonymise")]
+    pub pseudonym_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Pseudonymise {
+    /// HMAC-SHA256 of the address (anon-<16 hex digits>).
+    Hmac,
+    /// The address's /24 or /48 network.
+    Truncate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

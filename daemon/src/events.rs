@@ -1,5 +1,8 @@
 //! Flow events: from the kernel's ring buffer records to JSON lines on their own sink.
 
+pub mod aggregate;
+pub mod pseudonym;
+
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -24,11 +27,14 @@ pub fn decode(bytes: &[u8]) -> Option<FlowEvent> {
 }
 
 /// One flow event as written to the sink.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct FlowRecord {
     pub time: String,
+    /// `address:port`; a pseudonym (without port) when the internal side is pseudonymised.
     pub src: String,
     pub dst: String,
+    pub src_port: u16,
+    pub dst_port: u16,
     pub proto: &'static str,
     pub service: Option<String>,
     pub group: String,
@@ -40,11 +46,16 @@ pub struct FlowRecord {
     /// What happened to the packet: passed or dropped.
     pub verdict: &'static str,
     pub evidence: &'static str,
+    /// Country of the remote address; null until a GeoIP lookup is wired in.
+    pub country: Option<String>,
     pub generation: u32,
     pub policy_digest: String,
     /// The flow existed before and a new policy changed its verdict.
     pub redecided: bool,
     pub direction: &'static str,
+    /// Events like this one (same addresses, service, rule, action) left unwritten since the
+    /// last line for it; see `aggregate`.
+    pub suppressed: u64,
 }
 
 #[must_use]
@@ -88,6 +99,8 @@ pub const fn proto_name(proto: u8) -> &'static str {
 #[derive(Default)]
 pub struct Namer {
     policies: BTreeMap<u32, Arc<CompiledPolicy>>,
+    /// Replaces the internal (local) address when set.
+    pseudonymiser: Option<pseudonym::Pseudonymiser>,
 }
 
 /// Generations remembered: enough for events that arrive well after many quick swaps (each
@@ -98,6 +111,14 @@ const GENERATIONS_KEPT: usize = 4096;
 const DISTINCT_POLICIES_KEPT: usize = 8;
 
 impl Namer {
+    #[must_use]
+    pub fn with_pseudonymiser(pseudonymiser: Option<pseudonym::Pseudonymiser>) -> Self {
+        Self {
+            policies: BTreeMap::new(),
+            pseudonymiser,
+        }
+    }
+
     pub fn insert(&mut self, generation: u32, policy: Arc<CompiledPolicy>) {
         let shared = self
             .policies
@@ -125,17 +146,24 @@ impl Namer {
         let local = SocketAddr::new(address(key.family, &key.local), key.local_port);
         let remote = SocketAddr::new(address(key.family, &key.remote), key.remote_port);
         let from_remote = event.flags & flags::FROM_REMOTE != 0;
-        let (src, dst) = if from_remote {
-            (remote, local)
+        let local_text = self
+            .pseudonymiser
+            .as_ref()
+            .map_or_else(|| local.to_string(), |p| p.pseudonym(local.ip()));
+        let remote_text = remote.to_string();
+        let ((src, src_port), (dst, dst_port)) = if from_remote {
+            ((remote_text, remote.port()), (local_text, local.port()))
         } else {
-            (local, remote)
+            ((local_text, local.port()), (remote_text, remote.port()))
         };
         let monitor = event.flags & flags::MONITOR_MODE != 0;
         let dropped = action::blocks(event.action) && !monitor;
         FlowRecord {
             time: humantime::format_rfc3339_millis(wall_time(event.timestamp_ns)).to_string(),
-            src: src.to_string(),
-            dst: dst.to_string(),
+            src,
+            dst,
+            src_port,
+            dst_port,
             proto: proto_name(key.proto),
             service: policy
                 .and_then(|p| p.service_name(event.service))
@@ -150,10 +178,12 @@ impl Namer {
             mode: if monitor { "monitor" } else { "enforce" },
             verdict: if dropped { "dropped" } else { "passed" },
             evidence: evidence_name(event.evidence),
+            country: None,
             generation: event.generation,
             policy_digest: policy.map_or_else(String::new, |p| p.digest.clone()),
             redecided: event.flags & flags::REDECIDED != 0,
             direction: if from_remote { "inbound" } else { "outbound" },
+            suppressed: 0,
         }
     }
 }

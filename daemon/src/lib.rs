@@ -11,6 +11,7 @@ pub mod explain;
 pub mod geoip;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod probe;

@@ -17,11 +17,13 @@ use tracing::{error, info, warn};
 use vigie_common::{action, maps as names};
 
 use crate::{
-    cli::{FailureAction, RunArgs},
+    catalog::Catalog,
+    cli::{FailureAction, ObservabilityArgs, Pseudonymise, RunArgs},
     compiled::CompiledPolicy,
-    events::{self, Namer},
+    events::{self, Namer, aggregate::Aggregator, pseudonym::Pseudonymiser},
     loader,
     maps::DatapathMaps,
+    metrics::{self, Metrics, ReloadResult, WebConfig},
     pins::{self, State},
     source::PolicySource,
     watch::PolicyWatch,
@@ -36,6 +38,7 @@ struct Daemon {
     pin_dir: PathBuf,
     state: State,
     namer: Arc<Mutex<Namer>>,
+    metrics: Metrics,
     /// The policy in force, to tell a change that matters from one that does not.
     current: Option<Arc<CompiledPolicy>>,
 }
@@ -75,19 +78,44 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         .take_map(names::EVENTS)
         .context("the kernel object has no event ring")?;
     let ring = RingBuf::try_from(ring).context("opening the event ring")?;
+    let observe = &args.observability;
+    let metrics = Metrics::new(pin_dir.clone());
     let mut daemon = Daemon {
         maps,
         source,
         pin_dir,
         state,
-        namer: Arc::default(),
+        namer: Arc::new(Mutex::new(Namer::with_pseudonymiser(pseudonymiser(
+            observe,
+        )?))),
+        metrics: metrics.clone(),
         current: None,
     };
-    daemon.apply(compilation.policy)?;
+    daemon.apply(compilation.policy, &compilation.catalog)?;
+    let server = if observe.no_metrics {
+        None
+    } else {
+        let web = match &observe.web_config {
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
+        Some(tokio::spawn(
+            metrics::serve(observe.metrics, metrics.clone(), web).await?,
+        ))
+    };
     let sink = open_sink(&args.events)?;
-    let events = tokio::spawn(write_events(ring, sink, Arc::clone(&daemon.namer)));
+    let writer = EventWriter {
+        sink,
+        namer: Arc::clone(&daemon.namer),
+        aggregator: Aggregator::new(std::time::Duration::from_secs(observe.event_window)),
+        metrics,
+    };
+    let events = tokio::spawn(writer.run(ring));
     let outcome = daemon.serve().await;
     events.abort();
+    if let Some(server) = server {
+        server.abort();
+    }
     daemon.state.daemon_pid = None;
     pins::write_state(&daemon.pin_dir, &daemon.state)?;
     info!("stopped; enforcement stays in place (vigie detach removes it)");
@@ -97,7 +125,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 }
 
 impl Daemon {
-    fn apply(&mut self, policy: CompiledPolicy) -> Result<()> {
+    fn apply(&mut self, policy: CompiledPolicy, catalog: &Catalog) -> Result<()> {
         if self.current.as_deref() == Some(&policy) {
             info!("the policy is unchanged; the generation in force stays");
             return Ok(());
@@ -115,6 +143,8 @@ impl Daemon {
             })
             .context("writing the policy into the kernel")?;
         self.current = Some(Arc::clone(&policy));
+        self.metrics
+            .applied(generation, Arc::clone(&policy), catalog);
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
         self.state.policy_source = Some(self.source.describe());
@@ -161,11 +191,18 @@ impl Daemon {
                 for warning in compilation.warnings_today() {
                     warn!("{warning}");
                 }
-                if let Err(e) = self.apply(compilation.policy) {
-                    error!("reload failed, the running policy stays: {e:#}");
+                match self.apply(compilation.policy, &compilation.catalog) {
+                    Ok(()) => self.metrics.reloaded(ReloadResult::Success),
+                    Err(e) => {
+                        self.metrics.reloaded(ReloadResult::Failed);
+                        error!("reload failed, the running policy stays: {e:#}");
+                    }
                 }
             }
-            Err(errors) => error!("reload refused, the running policy stays:\n{errors}"),
+            Err(errors) => {
+                self.metrics.reloaded(ReloadResult::Invalid);
+                error!("reload refused, the running policy stays:\n{errors}");
+            }
         }
     }
 }
@@ -190,40 +227,79 @@ fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
     Ok(Box::new(file))
 }
 
-async fn write_events(
-    ring: RingBuf<MapData>,
-    mut sink: Box<dyn Write + Send>,
+fn pseudonymiser(args: &ObservabilityArgs) -> Result<Option<Pseudonymiser>> {
+    Ok(match (args.pseudonymise, &args.pseudonym_key) {
+        (None, _) => None,
+        (Some(Pseudonymise::Truncate), _) => Some(Pseudonymiser::Truncate),
+        (Some(Pseudonymise::Hmac), Some(key)) => Some(Pseudonymiser::Keyed(
+            std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        (Some(Pseudonymise::Hmac), None) => {
+            Some(Pseudonymiser::random().context("drawing a pseudonym key")?)
+        }
+    })
+}
+
+/// Reads the event ring, names, aggregates and writes the events.
+struct EventWriter {
+    sink: Box<dyn Write + Send>,
     namer: Arc<Mutex<Namer>>,
-) {
-    // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
-    // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
-    #[allow(deprecated)]
-    let ring = AsyncFd::new(ring);
-    let mut ring = match ring {
-        Ok(fd) => fd,
-        Err(e) => return error!("watching the event ring: {e}"),
-    };
-    loop {
-        let Ok(mut guard) = ring.readable_mut().await else {
-            return;
+    aggregator: Aggregator,
+    metrics: Metrics,
+}
+
+impl EventWriter {
+    async fn run(mut self, ring: RingBuf<MapData>) {
+        // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
+        // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
+        #[allow(deprecated)]
+        let ring = AsyncFd::new(ring);
+        let mut ring = match ring {
+            Ok(fd) => fd,
+            Err(e) => return error!("watching the event ring: {e}"),
         };
-        let ring = guard.get_inner_mut();
+        // Closing aggregation windows a second late at most is precise enough for a log.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let Ok(mut guard) = guard else { return };
+                    if self.drain(guard.get_inner_mut()).is_err() {
+                        return error!("the event sink failed; events are no longer written");
+                    }
+                    guard.clear_ready();
+                }
+                _ = tick.tick() => {
+                    for summary in self.aggregator.expire(std::time::Instant::now()) {
+                        self.metrics.suppressed(summary.suppressed);
+                        if self.write(&summary).is_err() {
+                            return error!("the event sink failed; events are no longer written");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> std::io::Result<()> {
         while let Some(item) = ring.next() {
             let Some(event) = events::decode(&item) else {
                 continue;
             };
-            let record = match namer.lock() {
-                Ok(namer) => namer.record(&event),
-                Err(_) => return,
+            let Ok(record) = self.namer.lock().map(|namer| namer.record(&event)) else {
+                return Err(std::io::Error::other("event namer poisoned"));
             };
-            let line = serde_json::to_string(&record).unwrap_or_default();
-            if writeln!(sink, "{line}")
-                .and_then(|()| sink.flush())
-                .is_err()
-            {
-                return error!("the event sink failed; events are no longer written");
+            self.metrics.flow_event(&record);
+            if let Some(record) = self.aggregator.offer(record, std::time::Instant::now()) {
+                self.write(&record)?;
             }
         }
-        guard.clear_ready();
+        Ok(())
+    }
+
+    fn write(&mut self, record: &events::FlowRecord) -> std::io::Result<()> {
+        let line = serde_json::to_string(record).unwrap_or_default();
+        writeln!(self.sink, "{line}")?;
+        self.sink.flush()
     }
 }

@@ -144,6 +144,8 @@ pub struct RunOptions {
     pub hook: Hook,
     /// A policy directory; None lets the daemon use its embedded default.
     pub policy: Option<PathBuf>,
+    /// More arguments of `vigie run` (metrics, event options).
+    pub args: Vec<String>,
 }
 
 /// A vigie daemon on the lab's gateway.
@@ -208,6 +210,7 @@ impl<'t> Daemon<'t> {
         if let Some(policy) = &policy {
             args.extend(["--policy", policy]);
         }
+        args.extend(self.options.args.iter().map(String::as_str));
         let process = self.topo.spawn(
             self.topo.gw(),
             &self.bin,

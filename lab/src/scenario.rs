@@ -38,9 +38,20 @@ impl Lab {
 
     /// Starts vigie on the gateway; `policy` None uses the daemon's embedded default.
     pub fn start_vigie(&self, hook: Hook, policy: Option<&Path>) -> anyhow::Result<Daemon<'_>> {
+        self.start_vigie_with(hook, policy, &[])
+    }
+
+    /// Starts vigie on the gateway with more `vigie run` arguments.
+    pub fn start_vigie_with(
+        &self,
+        hook: Hook,
+        policy: Option<&Path>,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon<'_>> {
         let options = RunOptions {
             hook,
             policy: policy.map(Path::to_owned),
+            args: args.iter().map(|&a| a.to_owned()).collect(),
         };
         Daemon::start(&self.topo, &self.vigie, options)
     }

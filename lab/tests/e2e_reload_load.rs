@@ -84,7 +84,10 @@ fn a_thousand_swaps_under_traffic_never_mix_two_policies() {
     };
     let digests: BTreeMap<String, char> =
         [(digest(&policy_b()), 'B'), (digest(&policy_a()), 'A')].into();
-    let daemon = lab.start_vigie(Hook::Xdp, Some(dir.path())).unwrap();
+    // Every event written: repeats are not folded together here, each datagram is checked.
+    let daemon = lab
+        .start_vigie_with(Hook::Xdp, Some(dir.path()), &["--event-window", "0"])
+        .unwrap();
 
     let zoom = SocketAddr::new(first_v4(&lab.topo.service_addrs("zoom")), UDP_PORT);
     let teams = SocketAddr::new(first_v4(&lab.topo.service_addrs("teams")), UDP_PORT);

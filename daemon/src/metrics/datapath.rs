@@ -1,0 +1,311 @@
+//! The datapath's counters, read from the pinned maps at each scrape and summed over CPUs.
+//!
+//! The maps are opened by pin path rather than borrowed from the daemon's `DatapathMaps`, so
+//! that a scrape never waits on a policy write, and counters stay cumulative across daemon
+//! restarts (the kernel keeps them): exactly what Prometheus counters expect.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use prometheus::{
+    IntCounterVec, IntGaugeVec, Opts,
+    core::{Collector, Desc},
+    proto::MetricFamily,
+};
+use vigie_common::{
+    counters::{CounterKey, CounterValue, parse_failure, stat},
+    flow::{FlowEntry, FlowKey},
+    limits, maps as names,
+};
+
+use super::PolicyView;
+use crate::{compiled::CompiledPolicy, events::action_name, pins};
+
+/// One scrape's worth of metric vectors, created fresh so that rows of a previous policy (a
+/// rule renamed, a service removed) disappear with it.
+struct Families {
+    up: IntGaugeVec,
+    packets: IntCounterVec,
+    bytes: IntCounterVec,
+    flows: IntCounterVec,
+    parse_failures: IntCounterVec,
+    events_lost: IntCounterVec,
+    map_entries: IntGaugeVec,
+    map_capacity: IntGaugeVec,
+    catalog_age: IntGaugeVec,
+    service_info: IntGaugeVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+impl Families {
+    fn new() -> Self {
+        let by_decision = ["service", "action", "rule"];
+        Self {
+            up: gauge(
+                "vigie_datapath_up",
+                "1 when the datapath's pinned maps could be read at this scrape.",
+                &[],
+            ),
+            packets: counter(
+                "vigie_packets_total",
+                "Packets by service, effective action and deciding rule.",
+                &by_decision,
+            ),
+            bytes: counter(
+                "vigie_bytes_total",
+                "Bytes by service, effective action and deciding rule.",
+                &by_decision,
+            ),
+            flows: counter(
+                "vigie_flows_total",
+                "New flows by service, effective action, deciding rule and source group.",
+                &["service", "action", "rule", "group"],
+            ),
+            parse_failures: counter(
+                "vigie_parse_failures_total",
+                "Packets that could not be parsed, by reason.",
+                &["reason"],
+            ),
+            events_lost: counter(
+                "vigie_events_lost_total",
+                "Flow events dropped in the kernel because the ring buffer was full.",
+                &[],
+            ),
+            map_entries: gauge(
+                "vigie_map_entries",
+                "Entries in a datapath map (tries: the policy in force).",
+                &["map"],
+            ),
+            map_capacity: gauge(
+                "vigie_map_capacity",
+                "Capacity of a datapath map (tries: one policy slot of two).",
+                &["map"],
+            ),
+            catalog_age: gauge(
+                "vigie_catalog_data_age_seconds",
+                "Age of each catalog service's data (since its retrieval date).",
+                &["service"],
+            ),
+            service_info: gauge(
+                "vigie_service_info",
+                "Each service of the policy in force, with its operator's jurisdiction (ISO 3166-1 alpha-2) and category; always 1.",
+                &["service", "jurisdiction", "category"],
+            ),
+        }
+    }
+
+    fn all(&self) -> [&dyn Collector; 10] {
+        [
+            &self.up,
+            &self.packets,
+            &self.bytes,
+            &self.flows,
+            &self.parse_failures,
+            &self.events_lost,
+            &self.map_entries,
+            &self.map_capacity,
+            &self.catalog_age,
+            &self.service_info,
+        ]
+    }
+}
+
+pub(super) struct DatapathCollector {
+    pin_dir: PathBuf,
+    policy: Arc<Mutex<Option<PolicyView>>>,
+    descs: Vec<Desc>,
+}
+
+impl DatapathCollector {
+    pub(super) fn new(pin_dir: PathBuf, policy: Arc<Mutex<Option<PolicyView>>>) -> Self {
+        let descs = Families::new()
+            .all()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Self {
+            pin_dir,
+            policy,
+            descs,
+        }
+    }
+
+    fn open(&self, name: &str) -> Option<Map> {
+        let data = MapData::from_pin(pins::map_path(&self.pin_dir, name)).ok()?;
+        let map = match name {
+            names::COUNTERS => Map::PerCpuHashMap(data),
+            names::PARSE_FAILURES | names::STATS => Map::PerCpuArray(data),
+            names::FLOWS => Map::LruHashMap(data),
+            _ => return None,
+        };
+        Some(map)
+    }
+
+    /// Fills `f`; false when a map could not be read (the datapath is not loaded).
+    fn read(&self, f: &Families, view: Option<&PolicyView>) -> bool {
+        let policy = view.map(|v| v.policy.as_ref());
+        let Some(counters) = self
+            .open(names::COUNTERS)
+            .and_then(|m| PerCpuHashMap::<MapData, CounterKey, CounterValue>::try_from(m).ok())
+        else {
+            return false;
+        };
+        let mut rows = 0;
+        for (key, per_cpu) in counters.iter().filter_map(Result::ok) {
+            rows += 1;
+            let (mut packets, mut bytes, mut flows) = (0, 0, 0);
+            for v in per_cpu.iter() {
+                packets += v.packets;
+                bytes += v.bytes;
+                flows += v.flows;
+            }
+            let [service, action, rule, group] = row_labels(policy, key);
+            let labels = [service, action, rule];
+            f.packets.with_label_values(&labels).inc_by(packets);
+            f.bytes.with_label_values(&labels).inc_by(bytes);
+            f.flows
+                .with_label_values(&[service, action, rule, group])
+                .inc_by(flows);
+        }
+        set_entries(f, "counters", rows, limits::COUNTER_CAPACITY);
+
+        let Some(failures) = self.sum(names::PARSE_FAILURES, parse_failure::COUNT) else {
+            return false;
+        };
+        for (reason, n) in parse_failure::NAMES.iter().zip(failures) {
+            f.parse_failures.with_label_values(&[reason]).inc_by(n);
+        }
+        let Some(stats) = self.sum(names::STATS, stat::COUNT) else {
+            return false;
+        };
+        f.events_lost
+            .with_label_values::<&str>(&[])
+            .inc_by(stats[stat::EVENTS_LOST as usize]);
+
+        if let Some(flows) = self
+            .open(names::FLOWS)
+            .and_then(|m| BpfHashMap::<MapData, FlowKey, FlowEntry>::try_from(m).ok())
+        {
+            set_entries(
+                f,
+                "flows",
+                flows.keys().flatten().count(),
+                limits::FLOW_CAPACITY,
+            );
+        }
+        if let Some(p) = policy {
+            let dst = limits::DST_PREFIX_CAPACITY / limits::SLOTS;
+            let src = limits::SRC_PREFIX_CAPACITY / limits::SLOTS;
+            set_entries(f, "dst_v4", p.destinations_v4.len(), dst);
+            set_entries(f, "dst_v6", p.destinations_v6.len(), dst);
+            set_entries(f, "src_v4", p.sources_v4.len(), src);
+            set_entries(f, "src_v6", p.sources_v6.len(), src);
+            set_entries(f, "rules", p.rules.len(), limits::MAX_RULES);
+        }
+        true
+    }
+
+    fn sum(&self, name: &str, count: u32) -> Option<Vec<u64>> {
+        let array = PerCpuArray::<MapData, u64>::try_from(self.open(name)?).ok()?;
+        (0..count)
+            .map(|i| array.get(&i, 0).ok().map(|v| v.iter().sum()))
+            .collect()
+    }
+}
+
+/// Label values of a counter row: service, action, rule, group, named by the policy in
+/// force (rows a previous policy left behind are named by this one's tables: ids are stable
+/// for unchanged catalogs and groups, and an unknown id reads "unknown" or "none").
+fn row_labels(policy: Option<&CompiledPolicy>, key: CounterKey) -> [&str; 4] {
+    let service = policy
+        .and_then(|p| p.service_name(key.service.into()))
+        .unwrap_or("none");
+    let rule = policy.map_or("unknown", |p| p.rule_name(key.rule.into()));
+    let group = policy.map_or("unknown", |p| p.group_name(key.group.into()));
+    [service, action_name(key.action.into()), rule, group]
+}
+
+fn set_entries(f: &Families, map: &str, entries: usize, capacity: u32) {
+    f.map_entries
+        .with_label_values(&[map])
+        .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    f.map_capacity
+        .with_label_values(&[map])
+        .set(i64::from(capacity));
+}
+
+impl Collector for DatapathCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let f = Families::new();
+        let view = self.policy.lock();
+        let view = view.as_deref().ok().and_then(Option::as_ref);
+        let up = self.read(&f, view);
+        f.up.with_label_values::<&str>(&[]).set(i64::from(up));
+        if let Some(view) = view {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs().cast_signed());
+            for s in view.policy.services.iter().skip(1) {
+                f.service_info
+                    .with_label_values(&[&s.id, &s.jurisdiction, &s.category])
+                    .set(1);
+            }
+            for (service, retrieved) in &view.retrieved {
+                f.catalog_age
+                    .with_label_values(&[service])
+                    .set((now - retrieved).max(0));
+            }
+        }
+        f.all().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigie_common::action::{self, rule};
+
+    use super::*;
+
+    #[test]
+    fn counter_rows_are_labelled_with_names_never_numbers() {
+        let policy = crate::policy::load_embedded().unwrap().policy;
+        let zoom =
+            u16::try_from(policy.services.iter().position(|s| s.id == "zoom").unwrap()).unwrap();
+        let key = CounterKey {
+            rule: 1,
+            service: zoom,
+            group: 0,
+            action: action::DROP as u8,
+            pad: 0,
+        };
+        assert_eq!(
+            row_labels(Some(&policy), key),
+            ["zoom", "block", policy.rule_name(1), "none"]
+        );
+        let default = CounterKey {
+            rule: rule::DEFAULT as u16,
+            action: action::ALLOW as u8,
+            ..CounterKey::default()
+        };
+        assert_eq!(
+            row_labels(Some(&policy), default),
+            ["none", "allow", "default", "none"]
+        );
+        assert_eq!(row_labels(None, key)[2], "unknown");
+    }
+}
