@@ -17,7 +17,7 @@ use vigie_common::{
     flow::flags,
 };
 
-use crate::{compiled::CompiledPolicy, maps::address};
+use crate::{compiled::CompiledPolicy, geoip::GeoIp, maps::address};
 
 /// Reads one ring-buffer record; a record too short to be vigie's is skipped, not misread.
 #[must_use]
@@ -101,6 +101,8 @@ pub struct Namer {
     policies: BTreeMap<u32, Arc<CompiledPolicy>>,
     /// Replaces the internal (local) address when set.
     pseudonymiser: Option<pseudonym::Pseudonymiser>,
+    /// Gives each event the country of its remote address.
+    geoip: Option<Arc<GeoIp>>,
 }
 
 /// Generations remembered: enough for events that arrive well after many quick swaps (each
@@ -116,7 +118,13 @@ impl Namer {
         Self {
             policies: BTreeMap::new(),
             pseudonymiser,
+            geoip: None,
         }
+    }
+
+    /// The country database events are told their remote address's country from.
+    pub fn set_geoip(&mut self, geoip: Option<Arc<GeoIp>>) {
+        self.geoip = geoip;
     }
 
     pub fn insert(&mut self, generation: u32, policy: Arc<CompiledPolicy>) {
@@ -178,7 +186,7 @@ impl Namer {
             mode: if monitor { "monitor" } else { "enforce" },
             verdict: if dropped { "dropped" } else { "passed" },
             evidence: evidence_name(event.evidence),
-            country: None,
+            country: self.geoip.as_ref().and_then(|db| db.country(remote.ip())),
             generation: event.generation,
             policy_digest: policy.map_or_else(String::new, |p| p.digest.clone()),
             redecided: event.flags & flags::REDECIDED != 0,
@@ -196,4 +204,50 @@ fn wall_time(monotonic_ns: u64) -> SystemTime {
     });
     let age = Duration::from_nanos(now_mono.saturating_sub(monotonic_ns));
     now_wall.checked_sub(age).unwrap_or(now_wall)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use vigie_common::flow::FlowKey;
+
+    use super::*;
+
+    #[test]
+    fn events_carry_the_country_of_their_remote_address() {
+        let mut remote = [0u8; 16];
+        remote[..4].copy_from_slice(&[193, 51, 24, 1]);
+        let mut local = [0u8; 16];
+        local[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let event = FlowEvent {
+            key: FlowKey {
+                local,
+                remote,
+                local_port: 40_000,
+                remote_port: 443,
+                proto: 6,
+                family: 4,
+                ..FlowKey::default()
+            },
+            action: action::ALLOW,
+            generation: 1,
+            ..FlowEvent::default()
+        };
+        let mut namer = Namer::default();
+        assert_eq!(
+            namer.record(&event).country,
+            None,
+            "no database, no country"
+        );
+        let db = GeoIp::open(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../policies/geoip/geo-whois-asn-country.mmdb"),
+        )
+        .unwrap();
+        namer.set_geoip(Some(Arc::new(db)));
+        let record = namer.record(&event);
+        assert_eq!(record.country.as_deref(), Some("FR"));
+        assert_eq!(record.dst, "193.51.24.1:443");
+    }
 }

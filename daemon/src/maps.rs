@@ -276,29 +276,7 @@ impl DatapathMaps {
 
     /// Counter rows summed over CPUs: the cache rows and the hash map together.
     pub fn counters(&self) -> Result<Vec<(CounterKey, CounterValue)>, MapsError> {
-        let mut sums: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
-        let mut add = |key: CounterKey, v: &CounterValue| {
-            let sum = sums.entry(key).or_default();
-            sum.packets += v.packets;
-            sum.bytes += v.bytes;
-            sum.flows += v.flows;
-        };
-        for item in &self.counters {
-            let (key, per_cpu) = item.map_err(map_err(names::COUNTERS))?;
-            for v in per_cpu.iter() {
-                add(key, v);
-            }
-        }
-        for index in 0..limits::COUNTER_CACHE_ROWS {
-            let per_cpu = self
-                .counter_cache
-                .get(&index, 0)
-                .map_err(map_err(names::COUNTER_CACHE))?;
-            for row in per_cpu.iter().filter(|r| r.key.word() != 0) {
-                add(row.key, &row.value);
-            }
-        }
-        Ok(sums.into_iter().collect())
+        sum_counters(&self.counters, &self.counter_cache)
     }
 
     pub fn parse_failures(&self) -> Result<[u64; parse_failure::COUNT as usize], MapsError> {
@@ -319,6 +297,37 @@ impl DatapathMaps {
     pub fn flow_count(&self) -> usize {
         self.flows.keys().flatten().count()
     }
+}
+
+/// Counter rows summed over CPUs, from the hash map and the per-CPU cache in front of it (a
+/// key may have counts in both: in the cache on a CPU where it claimed its row, in the hash on
+/// one where another key had).
+pub fn sum_counters(
+    counters: &PerCpuHashMap<MapData, CounterKey, CounterValue>,
+    cache: &PerCpuArray<MapData, CounterRow>,
+) -> Result<Vec<(CounterKey, CounterValue)>, MapsError> {
+    let mut sums: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
+    let mut add = |key: CounterKey, v: &CounterValue| {
+        let sum = sums.entry(key).or_default();
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+        sum.flows += v.flows;
+    };
+    for item in counters {
+        let (key, per_cpu) = item.map_err(map_err(names::COUNTERS))?;
+        for v in per_cpu.iter() {
+            add(key, v);
+        }
+    }
+    for index in 0..limits::COUNTER_CACHE_ROWS {
+        let per_cpu = cache
+            .get(&index, 0)
+            .map_err(map_err(names::COUNTER_CACHE))?;
+        for row in per_cpu.iter().filter(|r| r.key.word() != 0) {
+            add(row.key, &row.value);
+        }
+    }
+    Ok(sums.into_iter().collect())
 }
 
 fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {

@@ -21,6 +21,7 @@ use crate::{
     cli::{FailureAction, ObservabilityArgs, Pseudonymise, RunArgs},
     compiled::CompiledPolicy,
     events::{self, Namer, aggregate::Aggregator, pseudonym::Pseudonymiser},
+    geoip::GeoIp,
     loader,
     maps::DatapathMaps,
     metrics::{self, Metrics, ReloadResult, WebConfig},
@@ -41,6 +42,8 @@ struct Daemon {
     metrics: Metrics,
     /// The policy in force, to tell a change that matters from one that does not.
     current: Option<Arc<CompiledPolicy>>,
+    /// The country database events use, by path (opened again only when it changes).
+    events_geoip: Option<PathBuf>,
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
@@ -90,7 +93,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         )?))),
         metrics: metrics.clone(),
         current: None,
+        events_geoip: None,
     };
+    daemon.name_countries_with(compilation.events_geoip.as_deref());
     daemon.apply(compilation.policy, &compilation.catalog)?;
     let server = if observe.no_metrics {
         None
@@ -160,6 +165,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// Gives flow events the countries of `path`'s database (none without one). A database
+    /// that does not open is logged and events go without countries: it never stops a policy.
+    fn name_countries_with(&mut self, path: Option<&std::path::Path>) {
+        if self.events_geoip.as_deref() == path {
+            return;
+        }
+        let db = path.and_then(|p| match GeoIp::open(p) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => {
+                warn!("flow events go without countries: {e}");
+                None
+            }
+        });
+        if let Ok(mut namer) = self.namer.lock() {
+            namer.set_geoip(db);
+        }
+        self.events_geoip = path.map(std::path::Path::to_owned);
+    }
+
     /// Waits for a stop signal; SIGHUP or a change in the policy directory recompiles and
     /// swaps the policy, keeping the running one when the files do not compile.
     async fn serve(&mut self) -> Result<()> {
@@ -191,6 +215,7 @@ impl Daemon {
                 for warning in compilation.warnings_today() {
                     warn!("{warning}");
                 }
+                self.name_countries_with(compilation.events_geoip.as_deref());
                 match self.apply(compilation.policy, &compilation.catalog) {
                     Ok(()) => self.metrics.reloaded(ReloadResult::Success),
                     Err(e) => {

@@ -17,7 +17,7 @@ use prometheus::{
     proto::MetricFamily,
 };
 use vigie_common::{
-    counters::{CounterKey, CounterValue, parse_failure, stat},
+    counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits, maps as names,
 };
@@ -145,7 +145,7 @@ impl DatapathCollector {
         let data = MapData::from_pin(pins::map_path(&self.pin_dir, name)).ok()?;
         let map = match name {
             names::COUNTERS => Map::PerCpuHashMap(data),
-            names::PARSE_FAILURES | names::STATS => Map::PerCpuArray(data),
+            names::PARSE_FAILURES | names::STATS | names::COUNTER_CACHE => Map::PerCpuArray(data),
             names::FLOWS => Map::LruHashMap(data),
             _ => return None,
         };
@@ -161,15 +161,26 @@ impl DatapathCollector {
         else {
             return false;
         };
-        let mut rows = 0;
-        for (key, per_cpu) in counters.iter().filter_map(Result::ok) {
-            rows += 1;
-            let (mut packets, mut bytes, mut flows) = (0, 0, 0);
-            for v in per_cpu.iter() {
-                packets += v.packets;
-                bytes += v.bytes;
-                flows += v.flows;
-            }
+        let Some(cache) = self
+            .open(names::COUNTER_CACHE)
+            .and_then(|m| PerCpuArray::<MapData, CounterRow>::try_from(m).ok())
+        else {
+            return false;
+        };
+        // The hash map's own rows, for its use against its capacity.
+        let rows = counters.keys().flatten().count();
+        let Ok(sums) = crate::maps::sum_counters(&counters, &cache) else {
+            return false;
+        };
+        for (
+            key,
+            CounterValue {
+                packets,
+                bytes,
+                flows,
+            },
+        ) in sums
+        {
             let [service, action, rule, group] = row_labels(policy, key);
             let labels = [service, action, rule];
             f.packets.with_label_values(&labels).inc_by(packets);

@@ -92,8 +92,7 @@ impl Metrics {
                 "vigie_build_info",
                 "Build information; the value is always 1.",
             )
-            .const_label("version", env!("CARGO_PKG_VERSION"))
-            .const_label("rust_version", "1.98.0"),
+            .const_label("version", env!("CARGO_PKG_VERSION")),
         )
         .expect("valid metric");
         build.set(1);

@@ -60,6 +60,9 @@ pub struct Compilation {
     pub asn_entries: usize,
     /// The country database the rules were compiled with, when some rule names countries.
     pub geoip: Option<PathBuf>,
+    /// The country database flow events name countries with: the rules' one, else the one
+    /// beside `policy.toml` (`geoip/`) when there is one.
+    pub events_geoip: Option<PathBuf>,
     /// Age in days past which catalog data deserves a refresh (`[settings] stale_after_days`).
     pub stale_after_days: u32,
 }
@@ -157,6 +160,10 @@ fn compile(
         .filter(|_| !body.rule_countries.is_empty())
         .map(|(path, _)| root.join(path));
     let stale_after_days = body.stale_after_days;
+    let events_geoip = geoip.clone().or_else(|| {
+        let beside = root.join(DEFAULT_GEOIP);
+        beside.is_file().then_some(beside)
+    });
     Ok(Compilation {
         policy: assemble(body, &catalog, destinations, digest),
         warnings: report.into_warnings(),
@@ -164,6 +171,7 @@ fn compile(
         country_entries,
         asn_entries,
         geoip,
+        events_geoip,
         stale_after_days,
     })
 }
