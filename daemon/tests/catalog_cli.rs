@@ -49,6 +49,24 @@ fn vigie(args: &[&str]) -> Output {
     Command::new(VIGIE).args(args).output().unwrap()
 }
 
+/// `vigie catalog import` of `file` into `service` of the copy, with more arguments.
+fn import(copy: &PolicyCopy, service: &str, format: &str, file: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "catalog",
+        "import",
+        "--policy",
+        copy.0.to_str().unwrap(),
+        "--service",
+        service,
+        "--format",
+        format,
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    vigie(&args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -108,21 +126,13 @@ fn a_cidr_list_replaces_the_prefixes_and_nothing_else() {
         "Zoom.txt",
         "# Zoom's list\n3.7.35.0/25\n8.5.128.0/23\n2407:30c0::/32\n",
     );
-    let out = vigie(&[
-        "catalog",
-        "import",
-        "--policy",
-        copy.0.to_str().unwrap(),
-        "--service",
+    let out = import(
+        &copy,
         "zoom",
-        "--format",
         "cidr",
-        "--file",
-        list.to_str().unwrap(),
-        "--date",
-        "2026-11-01",
-        "--force",
-    ]);
+        &list,
+        &["--date", "2026-11-01", "--force"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout)
@@ -157,25 +167,7 @@ fn a_list_that_lost_more_than_half_is_refused_unless_forced() {
     let copy = PolicyCopy::new("shrink");
     let before = copy.entry("zoom");
     let list = copy.write("short.txt", "3.7.35.0/25\n");
-    let args = |force: bool| {
-        let mut a = vec![
-            "catalog",
-            "import",
-            "--policy",
-            copy.0.to_str().unwrap(),
-            "--service",
-            "zoom",
-            "--format",
-            "cidr",
-            "--file",
-            list.to_str().unwrap(),
-        ];
-        if force {
-            a.push("--force");
-        }
-        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let refused = Command::new(VIGIE).args(args(false)).output().unwrap();
+    let refused = import(&copy, "zoom", "cidr", &list, &[]);
     assert_eq!(refused.status.code(), Some(64));
     assert!(
         text(&refused.stderr).contains("the new list has 1 prefixes where the catalog has 82"),
@@ -183,7 +175,7 @@ fn a_list_that_lost_more_than_half_is_refused_unless_forced() {
         text(&refused.stderr)
     );
     assert_eq!(copy.entry("zoom"), before, "nothing written");
-    let forced = Command::new(VIGIE).args(args(true)).output().unwrap();
+    let forced = import(&copy, "zoom", "cidr", &list, &["--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     assert_ne!(copy.entry("zoom"), before);
 }
@@ -193,18 +185,7 @@ fn a_bad_line_is_named_and_nothing_is_written() {
     let copy = PolicyCopy::new("bad");
     let before = copy.entry("webex");
     let list = copy.write("webex.txt", "62.109.192.0/18\n62.109.193.0/18\n");
-    let out = vigie(&[
-        "catalog",
-        "import",
-        "--policy",
-        copy.0.to_str().unwrap(),
-        "--service",
-        "webex",
-        "--format",
-        "cidr",
-        "--file",
-        list.to_str().unwrap(),
-    ]);
+    let out = import(&copy, "webex", "cidr", &list, &[]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -225,22 +206,13 @@ fn microsoft_365_endpoint_sets_are_selected_by_id() {
           {"id": 1, "serviceArea": "Exchange", "ips": ["40.96.0.0/13"]}
         ]"#,
     );
-    let out = vigie(&[
-        "catalog",
-        "import",
-        "--policy",
-        copy.0.to_str().unwrap(),
-        "--service",
+    let out = import(
+        &copy,
         "teams",
-        "--format",
         "m365",
-        "--file",
-        json.to_str().unwrap(),
-        "--ids",
-        "11,12",
-        "--date",
-        "2026-11-02",
-    ]);
+        &json,
+        &["--ids", "11,12", "--date", "2026-11-02"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let teams = copy.entry("teams");
     assert!(teams.contains("\"13.70.151.216/32\""), "{teams}");
@@ -268,18 +240,7 @@ fn an_entry_that_would_not_compile_is_left_alone() {
         "goto.txt",
         "78.108.116.0/22\n78.108.120.0/23\n78.108.126.0/23\n188.66.43.0/24\n202.173.25.0/24\n",
     );
-    let out = vigie(&[
-        "catalog",
-        "import",
-        "--policy",
-        copy.0.to_str().unwrap(),
-        "--service",
-        "goto",
-        "--format",
-        "cidr",
-        "--file",
-        list.to_str().unwrap(),
-    ]);
+    let out = import(&copy, "goto", "cidr", &list, &[]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -293,18 +254,7 @@ fn an_entry_that_would_not_compile_is_left_alone() {
 fn an_unknown_service_names_the_file_it_looked_for() {
     let copy = PolicyCopy::new("unknown");
     let list = copy.write("x.txt", "192.0.2.0/24\n");
-    let out = vigie(&[
-        "catalog",
-        "import",
-        "--policy",
-        copy.0.to_str().unwrap(),
-        "--service",
-        "skype",
-        "--format",
-        "cidr",
-        "--file",
-        list.to_str().unwrap(),
-    ]);
+    let out = import(&copy, "skype", "cidr", &list, &[]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
