@@ -109,7 +109,12 @@ pub mod stat {
     pub const FRAGMENTS: u32 = 7;
     /// Unparsable packets that the unparsed action blocked.
     pub const UNPARSED_BLOCKED: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Rejected packets answered (TCP reset, ICMP port unreachable).
+    pub const REJECTS_ANSWERED: u32 = 9;
+    /// Rejected packets that could only be dropped (see `answer`: not TCP or UDP, a reset,
+    /// IP options or extension headers, or the answer could not be written).
+    pub const REJECTS_DROPPED: u32 = 10;
+    pub const COUNT: u32 = 11;
 
     /// Names for reports, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -122,5 +127,7 @@ pub mod stat {
         "no_policy",
         "fragments",
         "unparsed_blocked",
+        "rejects_answered",
+        "rejects_dropped",
     ];
 }

@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod action;
+pub mod answer;
 pub mod counters;
 pub mod event;
 pub mod flow;

@@ -16,9 +16,10 @@ pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
 pub const STATS: &str = "STATS";
 pub const EVENTS: &str = "EVENTS";
 pub const SCRATCH: &str = "SCRATCH";
+pub const FRAMES: &str = "FRAMES";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -35,14 +36,19 @@ pub const ALL: [&str; 16] = [
     STATS,
     EVENTS,
     SCRATCH,
+    FRAMES,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).
 pub mod programs {
     /// Outbound traffic on XDP (the LAN-facing interface's ingress).
     pub const XDP_OUTBOUND: &str = "vigie_xdp_outbound";
-    /// Outbound traffic on TC (LAN ingress, or WAN egress).
+    /// Outbound traffic on TC, on a WAN-facing interface's egress (answers to rejected packets
+    /// go back in through the interface's ingress).
     pub const TC_OUTBOUND: &str = "vigie_tc_outbound";
+    /// Outbound traffic on TC, on a LAN-facing interface's ingress (answers to rejected packets
+    /// go back out of the interface).
+    pub const TC_LAN_INGRESS: &str = "vigie_tc_lan_ingress";
     /// Replies on TC (the opposite direction of the outbound hook).
     pub const TC_REPLY: &str = "vigie_tc_reply";
 }

@@ -11,7 +11,7 @@ use std::{fmt, net::IpAddr};
 use ipnet::IpNet;
 use serde::Serialize;
 use vigie_common::{
-    action::{evidence, rule as rule_no},
+    action::{self, evidence, rule as rule_no},
     flow::flags,
 };
 
@@ -72,10 +72,11 @@ pub struct Explanation {
     pub rule: String,
     /// Where the rule is written (`policy.toml:LINE:COLUMN`), when it is a rule of the file.
     pub rule_place: Option<String>,
-    /// What the rule (or the default) says: `allow`, `block`, `monitor`.
+    /// What the rule (or the default) says: `allow`, `block`, `reject`, `monitor`.
     pub action: &'static str,
     pub mode: &'static str,
-    /// What the packet gets: `passes` or `dropped`.
+    /// What the packet gets: `passes`, `dropped`, or `answered with a TCP reset` (or an ICMP
+    /// or ICMPv6 port unreachable), read from the frame the kernel program sent back.
     pub packet: &'static str,
     pub policy_digest: String,
 }
@@ -94,7 +95,7 @@ pub fn explain(
     )?;
     let mut sandbox = Sandbox::new()?;
     sandbox.apply(policy)?;
-    let outcome = sandbox.run(Hook::XdpOutbound, &frame)?;
+    let (outcome, sent) = sandbox.run_frame(Hook::XdpOutbound, &frame)?;
     let (_, entry) = sandbox
         .flows()
         .into_iter()
@@ -143,14 +144,35 @@ pub fn explain(
             policy.rule_name(entry.rule).to_owned()
         },
         rule_place: rule_info.and_then(|r| r.place.clone()),
-        action: action_name(entry.action),
+        action: if entry.action == action::REJECT {
+            "reject"
+        } else {
+            action_name(entry.action)
+        },
         mode: if monitor { "monitor" } else { "enforce" },
         packet: match outcome {
             Outcome::Pass => "passes",
             Outcome::Drop => "dropped",
+            Outcome::Answer => answer_kind(&sent),
         },
         policy_digest: policy.digest.clone(),
     })
+}
+
+/// What the kernel program sent back, from the IP protocol of the frame it wrote (the probe
+/// frame has a bare Ethernet header).
+fn answer_kind(frame: &[u8]) -> &'static str {
+    let proto = match frame.get(14).map(|b| b >> 4) {
+        Some(4) => frame.get(14 + 9),
+        Some(6) => frame.get(14 + 6),
+        _ => None,
+    };
+    match proto {
+        Some(6) => "answered with a TCP reset",
+        Some(1) => "answered with an ICMP port unreachable",
+        Some(58) => "answered with an ICMPv6 port unreachable",
+        _ => "answered",
+    }
 }
 
 fn proto_name(question: &Question) -> &'static str {
@@ -224,7 +246,8 @@ impl fmt::Display for Explanation {
             Some(place) => writeln!(f, "  rule      {} ({place}): {}", self.rule, self.action)?,
             None => writeln!(f, "  rule      {}: {}", self.rule, self.action)?,
         }
-        let note = if self.mode == "monitor" && self.action == "block" {
+        let note = if self.mode == "monitor" && (self.action == "block" || self.action == "reject")
+        {
             " (monitor mode: the block is reported, not enforced)"
         } else {
             ""

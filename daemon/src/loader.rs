@@ -136,6 +136,7 @@ pub fn load(pin_dir: Option<&Path>, failure_action: u32) -> Result<Ebpf, LoaderE
     let mut ebpf = loader.load(OBJECT)?;
     load_program::<Xdp>(&mut ebpf, programs::XDP_OUTBOUND)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_OUTBOUND)?;
+    load_program::<SchedClassifier>(&mut ebpf, programs::TC_LAN_INGRESS)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_REPLY)?;
     Ok(ebpf)
 }
@@ -178,7 +179,7 @@ fn plan(iface: &str, hook: Hook) -> [(Direction, &'static str, &'static str); 2]
             (Direction::Reply, programs::TC_REPLY, "tc-egress"),
         ],
         Hook::TcIngress => [
-            (Direction::Outbound, programs::TC_OUTBOUND, "tc-ingress"),
+            (Direction::Outbound, programs::TC_LAN_INGRESS, "tc-ingress"),
             (Direction::Reply, programs::TC_REPLY, "tc-egress"),
         ],
         Hook::TcEgress => [

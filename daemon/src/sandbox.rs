@@ -28,8 +28,10 @@ use crate::{
 pub enum Hook {
     /// XDP, outbound (from an internal host).
     XdpOutbound,
-    /// TC, outbound.
+    /// TC, outbound, as on a WAN-facing interface's egress.
     TcOutbound,
+    /// TC, outbound, as on a LAN-facing interface's ingress.
+    TcLanIngress,
     /// TC, a packet from the remote side.
     TcReply,
 }
@@ -38,6 +40,9 @@ pub enum Hook {
 pub enum Outcome {
     Pass,
     Drop,
+    /// Rejected: the frame was turned into its answer (a TCP reset, an ICMP port unreachable),
+    /// sent back with `XDP_TX` or a TC redirect.
+    Answer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +72,13 @@ pub struct Sandbox {
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
 const TC_ACT_UNSPEC: u32 = u32::MAX;
+/// Room for the frame a program hands back: the frame itself or, at most, its answer.
+const FRAME_OUT_BYTES: usize = 16 * 1024;
 
 impl Sandbox {
     /// A private instance with no policy applied; the failure behaviour lets packets through.
@@ -108,38 +117,67 @@ impl Sandbox {
         frame: &[u8],
         repeat: u32,
     ) -> Result<(Outcome, Duration), SandboxError> {
+        self.execute(hook, frame, repeat, None)
+            .map(|(outcome, duration, _)| (outcome, duration))
+    }
+
+    /// Runs the frame once; returns the verdict and the frame as the program left it (for a
+    /// rejected packet, its answer).
+    pub fn run_frame(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+    ) -> Result<(Outcome, Vec<u8>), SandboxError> {
+        let mut out = vec![0; FRAME_OUT_BYTES.max(frame.len())];
+        let (outcome, _, len) = self.execute(hook, frame, 1, Some(&mut out))?;
+        out.truncate(len);
+        Ok((outcome, out))
+    }
+
+    fn execute(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        repeat: u32,
+        out: Option<&mut [u8]>,
+    ) -> Result<(Outcome, Duration, usize), SandboxError> {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
+        opts.data_out = out;
         opts.repeat = repeat.max(1);
-        let (program, result) = match hook {
-            Hook::XdpOutbound => {
-                let p: &mut Xdp = self.program(programs::XDP_OUTBOUND)?;
-                (programs::XDP_OUTBOUND, p.test_run(opts))
-            }
-            Hook::TcOutbound => {
-                let p: &mut SchedClassifier = self.program(programs::TC_OUTBOUND)?;
-                (programs::TC_OUTBOUND, p.test_run(opts))
-            }
-            Hook::TcReply => {
-                let p: &mut SchedClassifier = self.program(programs::TC_REPLY)?;
-                (programs::TC_REPLY, p.test_run(opts))
-            }
+        let program = match hook {
+            Hook::XdpOutbound => programs::XDP_OUTBOUND,
+            Hook::TcOutbound => programs::TC_OUTBOUND,
+            Hook::TcLanIngress => programs::TC_LAN_INGRESS,
+            Hook::TcReply => programs::TC_REPLY,
+        };
+        let result = if hook == Hook::XdpOutbound {
+            self.program::<Xdp>(program)?.test_run(opts)
+        } else {
+            self.program::<SchedClassifier>(program)?.test_run(opts)
         };
         let result = result.map_err(|source| SandboxError::Run {
             program,
             len: frame.len(),
             source,
         })?;
-        let outcome = match result.return_value {
-            // XDP_DROP and TC_ACT_SHOT share a value, as do XDP_PASS and TC_ACT_SHOT... not quite:
-            // XDP_PASS (2) equals TC_ACT_SHOT (2), so the hook decides how to read the code.
-            code if hook == Hook::XdpOutbound && code == XDP_PASS => Outcome::Pass,
-            code if hook == Hook::XdpOutbound && code == XDP_DROP => Outcome::Drop,
-            TC_ACT_OK | TC_ACT_UNSPEC if hook != Hook::XdpOutbound => Outcome::Pass,
-            TC_ACT_SHOT if hook != Hook::XdpOutbound => Outcome::Drop,
-            code => return Err(SandboxError::UnknownVerdict { program, code }),
+        let outcome = if hook == Hook::XdpOutbound {
+            // XDP and TC verdicts overlap (XDP_PASS is TC_ACT_SHOT): the hook says which.
+            match result.return_value {
+                XDP_PASS => Outcome::Pass,
+                XDP_DROP => Outcome::Drop,
+                XDP_TX => Outcome::Answer,
+                code => return Err(SandboxError::UnknownVerdict { program, code }),
+            }
+        } else {
+            match result.return_value {
+                TC_ACT_OK | TC_ACT_UNSPEC => Outcome::Pass,
+                TC_ACT_SHOT => Outcome::Drop,
+                TC_ACT_REDIRECT => Outcome::Answer,
+                code => return Err(SandboxError::UnknownVerdict { program, code }),
+            }
         };
-        Ok((outcome, result.duration))
+        Ok((outcome, result.duration, result.data_size_out as usize))
     }
 
     fn program<P>(&mut self, name: &'static str) -> Result<&mut P, SandboxError>

@@ -153,24 +153,22 @@ fn ports() {
 }
 
 #[test]
-fn reject_is_not_supported_yet() {
-    let got = errors("[[rule]]\nname = \"r\"\nservices = [\"alpha\"]\naction = \"reject\"\n");
-    assert_eq!(
-        got,
-        ["policy.toml:8:10: reject is not supported yet: use \"block\" (drop)"]
-    );
+fn reject_is_a_rule_action_but_not_an_unparsed_one() {
+    // An unparsable packet has no flow to answer for: it passes or is dropped.
     let got = errors_of(&[
         service("alpha", ""),
         (
             PathBuf::from("policy.toml"),
-            "[settings]\nmode = \"enforce\"\ndefault = \"reject\"\nunparsed = \"monitor\"\n".into(),
+            "[settings]\nmode = \"enforce\"\ndefault = \"reject\"\nunparsed = \"reject\"\n\
+             [[rule]]\nname = \"r\"\nservices = [\"alpha\"]\naction = \"rejekt\"\n"
+                .into(),
         ),
     ]);
     assert_eq!(
         got,
         [
-            "policy.toml:3:11: reject is not supported yet: use \"block\" (drop)",
-            "policy.toml:4:12: action `monitor` must be one of allow, block",
+            "policy.toml:4:12: action `reject` must be one of allow, block",
+            "policy.toml:8:10: action `rejekt` must be one of allow, block, reject, monitor",
         ]
     );
 }
@@ -188,7 +186,7 @@ fn bad_settings() {
         got,
         [
             "policy.toml:2:8: mode `audit` must be \"enforce\" or \"monitor\"",
-            "policy.toml:3:11: action `drop` must be one of allow, block, monitor",
+            "policy.toml:3:11: action `drop` must be one of allow, block, reject, monitor",
         ]
     );
 }
@@ -361,7 +359,7 @@ fn too_many_services() {
 #[test]
 fn every_error_of_every_file_comes_out_at_once() {
     let mut files = files(
-        "[[rule]]\nname = \"a\"\nservices = [\"zom\"]\naction = \"reject\"\n\
+        "[[rule]]\nname = \"a\"\nservices = [\"zom\"]\naction = \"rejekt\"\n\
          [[rule]]\nname = \"a\"\ngroups = [\"nobody\"]\naction = \"block\"\n",
     );
     files[0].1 = files[0].1.replace("\"US\"", "\"U\"");
@@ -373,7 +371,7 @@ fn every_error_of_every_file_comes_out_at_once() {
             "catalog/alpha.toml:4:16: jurisdiction `U` is not an ISO 3166-1 alpha-2 code (two capital letters, like \"US\")",
             "catalog/beta.toml:9:13: retrieved must be a date like 2024-06-01, without a time",
             "policy.toml:7:13: unknown service `zom`: no catalog/zom.toml",
-            "policy.toml:8:10: reject is not supported yet: use \"block\" (drop)",
+            "policy.toml:8:10: action `rejekt` must be one of allow, block, reject, monitor",
             "policy.toml:10:8: rule name `a` is already used at policy.toml:6:8",
             "policy.toml:11:11: unknown group `nobody`: define it under [groups.nobody]",
         ]

@@ -5,6 +5,7 @@ use core::ptr::read_volatile;
 
 use vigie_common::{
     action::{self, evidence, rule as rule_no, rule_mode},
+    answer::Layout,
     counters::{CounterKey, stat},
     flow::{FlowEntry, FlowKey, flags},
     limits,
@@ -32,6 +33,9 @@ pub enum Direction {
 pub enum Outcome {
     Pass,
     Drop,
+    /// Blocked, and the sender should be told (see `vigie_common::answer`): the hook answers
+    /// if it can, and drops otherwise.
+    Reject(Layout),
 }
 
 const BPF_ANY: u64 = 0;
@@ -131,7 +135,7 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
         let cached = unsafe { *entry };
         if cached.generation == active.generation {
             count(&cached, len, false);
-            return outcome(&cached);
+            return outcome(&cached, packet, direction);
         }
         let fresh = redecide(key, &cached);
         // SAFETY: as above.
@@ -140,7 +144,7 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
         if fresh.action != cached.action && fresh.flags & flags::MATCHED != 0 {
             report::event(key, &fresh, flags::REDECIDED, len);
         }
-        return outcome(&fresh);
+        return outcome(&fresh, packet, direction);
     }
     let mut first = FlowEntry::default();
     if direction == Direction::Reply {
@@ -157,7 +161,7 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
     if fresh.flags & flags::MATCHED != 0 {
         report::event(key, &fresh, 0, len);
     }
-    outcome(&fresh)
+    outcome(&fresh, packet, direction)
 }
 
 /// A stale verdict: decide again under the policy in force, keeping learned evidence.
@@ -238,9 +242,14 @@ const fn effective_action(entry: &FlowEntry) -> u32 {
     }
 }
 
+/// Only a packet from the internal host is answered: a rejected flow opened from outside, or
+/// a reply of a rejected flow, is dropped silently.
 #[inline(always)]
-fn outcome(entry: &FlowEntry) -> Outcome {
-    if action::blocks(effective_action(entry)) {
+fn outcome(entry: &FlowEntry, packet: &Packet, direction: Direction) -> Outcome {
+    let effective = effective_action(entry);
+    if effective == action::REJECT && direction == Direction::Outbound && !packet.later_fragment {
+        Outcome::Reject(packet.layout)
+    } else if action::blocks(effective) {
         Outcome::Drop
     } else {
         Outcome::Pass

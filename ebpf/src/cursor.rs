@@ -27,6 +27,12 @@ impl Cursor {
         Some(unsafe { (start as *const T).read_unaligned() })
     }
 
+    /// The current position, as an address.
+    #[inline(always)]
+    pub const fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Moves past `len` bytes, which the caller bounded; fails if the packet is shorter.
     #[inline(always)]
     pub fn skip(&mut self, len: usize) -> Option<()> {

@@ -21,6 +21,7 @@ mod decide;
 mod headers;
 mod maps;
 mod parse;
+mod reject;
 mod report;
 
 use aya_ebpf::{
@@ -29,6 +30,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use classify::{Direction, Outcome};
+use reject::Back;
 
 /// Bytes the TC programs want in the linear part of the skb: enough for every header parsed.
 const TC_HEADER_BYTES: u32 = 256;
@@ -44,6 +46,7 @@ pub fn vigie_xdp_outbound(ctx: XdpContext) -> u32 {
     match classify::packet(ctx.data(), ctx.data_end(), len, Direction::Outbound) {
         Outcome::Pass => xdp_action::XDP_PASS,
         Outcome::Drop => xdp_action::XDP_DROP,
+        Outcome::Reject(layout) => reject::xdp(&ctx, layout),
     }
 }
 
@@ -53,7 +56,16 @@ pub fn vigie_xdp_outbound(ctx: XdpContext) -> u32 {
     reason = "signature fixed by aya's program macros"
 )]
 pub fn vigie_tc_outbound(ctx: TcContext) -> i32 {
-    tc(&ctx, Direction::Outbound)
+    tc(&ctx, Direction::Outbound, Back::IntoEgress)
+}
+
+#[classifier]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "signature fixed by aya's program macros"
+)]
+pub fn vigie_tc_lan_ingress(ctx: TcContext) -> i32 {
+    tc(&ctx, Direction::Outbound, Back::OutOfIngress)
 }
 
 #[classifier]
@@ -62,13 +74,17 @@ pub fn vigie_tc_outbound(ctx: TcContext) -> i32 {
     reason = "signature fixed by aya's program macros"
 )]
 pub fn vigie_tc_reply(ctx: TcContext) -> i32 {
-    tc(&ctx, Direction::Reply)
+    // vigie's own answer to a rejected packet, on its way back to the sender.
+    if reject::is_own_answer(&ctx) {
+        return TC_ACT_UNSPEC;
+    }
+    tc(&ctx, Direction::Reply, Back::OutOfIngress)
 }
 
 /// TC verdicts: a passing packet goes on to the next program (`TC_ACT_UNSPEC`, `TCX_NEXT`), so
 /// vigie composes with other classifiers on the interface.
 #[inline(always)]
-fn tc(ctx: &TcContext, direction: Direction) -> i32 {
+fn tc(ctx: &TcContext, direction: Direction, back: Back) -> i32 {
     let len = ctx.len();
     if ((ctx.data_end() - ctx.data()) as u32) < TC_HEADER_BYTES.min(len) {
         // Headers may sit in paged data: bring them into the linear part (failure leaves the
@@ -78,6 +94,7 @@ fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     match classify::packet(ctx.data(), ctx.data_end(), len, direction) {
         Outcome::Pass => TC_ACT_UNSPEC,
         Outcome::Drop => TC_ACT_SHOT,
+        Outcome::Reject(layout) => reject::tc(ctx, layout, back),
     }
 }
 

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use vigie_common::{
     action,
+    answer::Frame,
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits,
@@ -93,6 +94,17 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(limits::EVENT_RING_BYTES, 0
 /// is verified once instead of once per kind of packet.
 #[map]
 pub static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Two frame buffers per CPU for answering a rejected packet: the copy of its first bytes
+/// (`frame::ORIGINAL`) and the answer (`frame::ANSWER`).
+#[map]
+pub static FRAMES: PerCpuArray<Frame> = PerCpuArray::with_max_entries(2, 0);
+
+/// Indices of `FRAMES`.
+pub mod frame {
+    pub const ORIGINAL: u32 = 0;
+    pub const ANSWER: u32 = 1;
+}
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 

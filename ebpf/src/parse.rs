@@ -5,7 +5,7 @@
 //! not match it. A first fragment is parsed normally: when it is blocked, the datagram cannot be
 //! reassembled, so the later fragments are lost with it whatever they get.
 
-use vigie_common::{counters::parse_failure as reason, limits};
+use vigie_common::{answer::Layout, counters::parse_failure as reason, limits};
 
 use crate::{
     cursor::Cursor,
@@ -29,6 +29,9 @@ pub struct Packet {
     pub family: u8,
     /// A fragment after the first: no ports.
     pub later_fragment: bool,
+    /// Where the IP header starts, and whether a PPPoE session carries it: what an answer to
+    /// the packet needs (see `vigie_common::answer`).
+    pub layout: Layout,
 }
 
 pub enum Parsed {
@@ -53,17 +56,22 @@ pub fn frame(data: usize, end: usize) -> Result<Parsed, u32> {
     if is_vlan(ether_type) {
         return Err(reason::TOO_MANY_VLAN_TAGS);
     }
-    if ether_type == ETH_P_PPPOE_SESSION {
-        let pppoe: PppoeSession = cursor.read().ok_or(reason::TRUNCATED_PPPOE)?;
-        ether_type = match be16(pppoe.ppp_protocol) {
+    let pppoe = ether_type == ETH_P_PPPOE_SESSION;
+    if pppoe {
+        let session: PppoeSession = cursor.read().ok_or(reason::TRUNCATED_PPPOE)?;
+        ether_type = match be16(session.ppp_protocol) {
             PPP_IPV4 => ETH_P_IPV4,
             PPP_IPV6 => ETH_P_IPV6,
             _ => return Ok(Parsed::NotIp),
         };
     }
+    let layout = Layout {
+        l3: cursor.position() - data,
+        pppoe,
+    };
     match ether_type {
-        ETH_P_IPV4 => ipv4(&mut cursor).map(Parsed::Ip),
-        ETH_P_IPV6 => ipv6(&mut cursor).map(Parsed::Ip),
+        ETH_P_IPV4 => ipv4(&mut cursor, layout).map(Parsed::Ip),
+        ETH_P_IPV6 => ipv6(&mut cursor, layout).map(Parsed::Ip),
         _ => Ok(Parsed::NotIp),
     }
 }
@@ -74,7 +82,7 @@ const fn is_vlan(ether_type: u16) -> bool {
 }
 
 #[inline(always)]
-fn ipv4(cursor: &mut Cursor) -> Result<Packet, u32> {
+fn ipv4(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
     let ip: Ipv4 = cursor.read().ok_or(reason::TRUNCATED_IPV4)?;
     let header_words = ip.version_ihl & 0x0f;
     if ip.version_ihl >> 4 != 4 || header_words < 5 {
@@ -91,6 +99,7 @@ fn ipv4(cursor: &mut Cursor) -> Result<Packet, u32> {
         proto: ip.protocol,
         family: 4,
         later_fragment: be16(ip.flags_fragment) & 0x1fff != 0,
+        layout,
     };
     packet.src[..4].copy_from_slice(&ip.src);
     packet.dst[..4].copy_from_slice(&ip.dst);
@@ -101,7 +110,7 @@ fn ipv4(cursor: &mut Cursor) -> Result<Packet, u32> {
 }
 
 #[inline(always)]
-fn ipv6(cursor: &mut Cursor) -> Result<Packet, u32> {
+fn ipv6(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
     let ip: Ipv6 = cursor.read().ok_or(reason::TRUNCATED_IPV6)?;
     let mut packet = Packet {
         src: ip.src,
@@ -111,6 +120,7 @@ fn ipv6(cursor: &mut Cursor) -> Result<Packet, u32> {
         proto: ip.next_header,
         family: 6,
         later_fragment: false,
+        layout,
     };
     let mut next = ip.next_header;
     for _ in 0..limits::MAX_IPV6_EXT_HEADERS {

@@ -745,7 +745,9 @@ fn pppoe_header(session: u16, network: &Network, packet_len: usize) -> [u8; PPPO
     h
 }
 
-fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4_len: usize) -> Vec<u8> {
+/// The IPv4 pseudo-header that TCP and UDP checksums cover.
+#[must_use]
+pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4_len: usize) -> Vec<u8> {
     let mut h = Vec::with_capacity(12);
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
@@ -754,7 +756,9 @@ fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4_len: usize) -> Vec<u
     h
 }
 
-fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, protocol: u8, l4_len: usize) -> Vec<u8> {
+/// The IPv6 pseudo-header that TCP, UDP and ICMPv6 checksums cover.
+#[must_use]
+pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, protocol: u8, l4_len: usize) -> Vec<u8> {
     let mut h = Vec::with_capacity(40);
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());

@@ -135,14 +135,15 @@ fn block_rule_drops() {
 }
 
 #[test]
-fn reject_rule_blocks() {
-    if !vigie_lab::privilege::privileged("reject_rule_blocks") {
+fn reject_rule_answers() {
+    if !vigie_lab::privilege::privileged("reject_rule_answers") {
         return;
     }
+    // The answer itself is checked byte for byte in datapath_reject.rs.
     let policy = PolicySpec::new().rule("reject-zoom", rule(action::REJECT).services(&[ZOOM]));
     assert_rule_decides(
         &policy,
-        Outcome::Drop,
+        Outcome::Answer,
         action::REJECT,
         flags::MATCHED,
         action::REJECT,

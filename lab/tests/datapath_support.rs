@@ -47,7 +47,7 @@ pub const UNKNOWN_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 pub const UNKNOWN_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 
 /// Both outbound hooks: the parsing cases hold on each.
-pub const OUTBOUND_HOOKS: [Hook; 2] = [Hook::XdpOutbound, Hook::TcOutbound];
+pub const OUTBOUND_HOOKS: [Hook; 3] = [Hook::XdpOutbound, Hook::TcOutbound, Hook::TcLanIngress];
 
 /// A rule that matches everything (any protocol, any port) until narrowed.
 #[must_use]
@@ -270,7 +270,7 @@ pub fn sandbox(policy: &PolicySpec) -> Sandbox {
 #[must_use]
 pub fn as_seen_by(hook: Hook, outbound: &Frame) -> Vec<u8> {
     match hook {
-        Hook::XdpOutbound | Hook::TcOutbound => outbound.build(),
+        Hook::XdpOutbound | Hook::TcOutbound | Hook::TcLanIngress => outbound.build(),
         Hook::TcReply => outbound.clone().reversed().build(),
     }
 }

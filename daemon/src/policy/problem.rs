@@ -69,8 +69,6 @@ pub(crate) enum Problem {
         value: String,
         allowed: &'static str,
     },
-    #[error("reject is not supported yet: use \"block\" (drop)")]
-    RejectUnsupported,
     #[error("mode `{0}` must be \"enforce\" or \"monitor\"")]
     BadMode(String),
 

@@ -40,16 +40,17 @@ fn mode(value: &Spanned<String>) -> Result<u32, Problem> {
     }
 }
 
-/// The action of a rule or of the default: `block` drops.
+/// The action of a rule or of the default: `block` drops silently, `reject` answers (a TCP
+/// reset, an ICMP port unreachable) so that applications fail at once.
 pub(super) fn rule_action(value: &Spanned<String>) -> Result<u32, Problem> {
     match value.as_ref().as_str() {
         "allow" => Ok(action::ALLOW),
         "block" => Ok(action::DROP),
         "monitor" => Ok(action::MONITOR),
-        "reject" => Err(Problem::RejectUnsupported),
+        "reject" => Ok(action::REJECT),
         other => Err(Problem::BadAction {
             value: other.to_owned(),
-            allowed: "allow, block, monitor",
+            allowed: "allow, block, reject, monitor",
         }),
     }
 }
