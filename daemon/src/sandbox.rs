@@ -41,7 +41,7 @@ pub enum Outcome {
     Pass,
     Drop,
     /// Rejected: the frame was turned into its answer (a TCP reset, an ICMP port unreachable),
-    /// sent back with `XDP_TX` or a TC redirect.
+    /// sent back with a redirect (XDP or TC).
     Answer,
 }
 
@@ -73,6 +73,7 @@ pub struct Sandbox {
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
@@ -166,7 +167,7 @@ impl Sandbox {
             match result.return_value {
                 XDP_PASS => Outcome::Pass,
                 XDP_DROP => Outcome::Drop,
-                XDP_TX => Outcome::Answer,
+                XDP_TX | XDP_REDIRECT => Outcome::Answer,
                 code => return Err(SandboxError::UnknownVerdict { program, code }),
             }
         } else {

@@ -1,8 +1,10 @@
 //! Sending the answer to a rejected packet (built by `vigie_common::answer`) back to its
 //! sender, on each hook:
 //!
-//! - XDP on the LAN-facing interface: the frame is rewritten in place and sent back out with
-//!   `XDP_TX`;
+//! - XDP on the LAN-facing interface: the frame is rewritten in place and redirected to the
+//!   interface it came in by. `XDP_TX` would do the same on a physical NIC, but a veth (a
+//!   container's or a VM's link) delivers `XDP_TX` frames only if its peer runs an XDP program
+//!   of its own, whereas a redirect needs only NAPI on the peer (GRO on, or an XDP program);
 //! - TC ingress on the LAN-facing interface: rewritten and redirected to the same interface's
 //!   egress;
 //! - TC egress on a WAN-facing interface (or a host's own): rewritten and redirected to the same
@@ -50,7 +52,10 @@ pub enum Back {
 pub fn xdp(ctx: &XdpContext, layout: Layout) -> u32 {
     if answer_xdp(ctx, layout).is_some() {
         bump(&STATS, stat::REJECTS_ANSWERED);
-        xdp_action::XDP_TX
+        // SAFETY: a helper call with scalar arguments; it returns XDP_REDIRECT (or XDP_ABORTED
+        // for flags it does not know, which 0 is not).
+        let verdict = unsafe { bpf_redirect(ctx.ingress_ifindex() as u32, 0) };
+        u32::try_from(verdict).unwrap_or(xdp_action::XDP_DROP)
     } else {
         bump(&STATS, stat::REJECTS_DROPPED);
         xdp_action::XDP_DROP
@@ -73,7 +78,8 @@ pub fn tc(ctx: &TcContext, layout: Layout, back: Back) -> i32 {
     ctx.set_mark(answer::MARK);
     bump(&STATS, stat::REJECTS_ANSWERED);
     // SAFETY: a helper call with scalar arguments; it returns TC_ACT_REDIRECT or TC_ACT_SHOT.
-    unsafe { bpf_redirect(ifindex, flags) as i32 }
+    let verdict = unsafe { bpf_redirect(ifindex, flags) };
+    i32::try_from(verdict).unwrap_or(TC_ACT_SHOT)
 }
 
 /// Whether a TC packet is one of vigie's own answers (and clears the mark if so).

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::netns::{self, Netns};
+use crate::netns::{self, Netns, exec_command, run_checked};
 use crate::process::Process;
 
 /// Addresses of the lab's fixed interfaces.
@@ -160,7 +160,16 @@ impl Topology {
             format!("link set {dev} up"),
             format!("route add default via {}", addr::GW_LAN_V4),
             format!("route add ::/0 via {}", addr::GW_LAN_V6),
-        ])
+        ])?;
+        // A veth takes the frames that the gateway's XDP program sends back (`XDP_TX`: vigie's
+        // answers to rejected packets) only if its peer, this end, runs NAPI, which GRO turns
+        // on; otherwise the kernel drops them (a physical NIC needs nothing of the kind).
+        run_checked(&mut exec_command(
+            self.lan.name(),
+            "ethtool",
+            ["-K", dev, "gro", "on"],
+        ))
+        .map(|_| ())
     }
 
     fn configure_gw(&self) -> anyhow::Result<()> {

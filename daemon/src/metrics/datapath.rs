@@ -34,6 +34,7 @@ struct Families {
     flows: IntCounterVec,
     parse_failures: IntCounterVec,
     events_lost: IntCounterVec,
+    rejects: IntCounterVec,
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     catalog_age: IntGaugeVec,
@@ -82,6 +83,12 @@ impl Families {
                 "Flow events dropped in the kernel because the ring buffer was full.",
                 &[],
             ),
+            rejects: counter(
+                "vigie_rejects_total",
+                "Packets of rejected flows from internal hosts: answered (TCP reset, ICMP \
+                 unreachable), or only dropped because no answer applies.",
+                &["answer"],
+            ),
             map_entries: gauge(
                 "vigie_map_entries",
                 "Entries in a datapath map (tries: the policy in force).",
@@ -105,7 +112,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 10] {
+    fn all(&self) -> [&dyn Collector; 11] {
         [
             &self.up,
             &self.packets,
@@ -113,6 +120,7 @@ impl Families {
             &self.flows,
             &self.parse_failures,
             &self.events_lost,
+            &self.rejects,
             &self.map_entries,
             &self.map_capacity,
             &self.catalog_age,
@@ -203,6 +211,12 @@ impl DatapathCollector {
         f.events_lost
             .with_label_values::<&str>(&[])
             .inc_by(stats[stat::EVENTS_LOST as usize]);
+        f.rejects
+            .with_label_values(&["sent"])
+            .inc_by(stats[stat::REJECTS_ANSWERED as usize]);
+        f.rejects
+            .with_label_values(&["none"])
+            .inc_by(stats[stat::REJECTS_DROPPED as usize]);
 
         if let Some(flows) = self
             .open(names::FLOWS)
