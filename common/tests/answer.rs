@@ -1,6 +1,6 @@
 //! The answer builder on inputs the kernel's parser would never hand it, and on truncated
 //! copies: it must decline rather than write a broken answer. (Well-formed answers are checked
-//! byte for byte through the kernel program in lab/tests/datapath_reject.rs.)
+//! byte for byte through the kernel program in `lab/tests/datapath_reject.rs`.)
 
 use vigie_common::answer::{FRAME_BYTES, Frame, Layout, MAX_LINK_BYTES, build};
 
