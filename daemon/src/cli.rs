@@ -28,6 +28,9 @@ pub enum Command {
     Check(PolicyArgs),
     /// Say what the policy does with a connection and why, as the kernel program decides it.
     Explain(ExplainArgs),
+    /// Run a pcap or pcapng capture through the kernel program under a policy; one line per
+    /// flow: initiator, responder, protocol, service, action, rule, evidence.
+    Replay(ReplayArgs),
     /// The service catalog: list it with the age of its data, or import a vendor's list.
     #[command(subcommand)]
     Catalog(CatalogCommand),
@@ -61,6 +64,22 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub src: Option<IpAddr>,
     /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The capture (pcap or pcapng; Ethernet, raw IP, Linux cooked or loopback link types).
+    #[arg(long)]
+    pub pcap: PathBuf,
+    /// Internal networks: packets from these addresses are outbound, the others replies.
+    /// Repeatable. Default: RFC 1918, 100.64.0.0/10, 169.254.0.0/16, `fc00::/7`, `fe80::/10`.
+    #[arg(long)]
+    pub lan: Vec<ipnet::IpNet>,
+    /// One JSON object per flow instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod probe;
+pub mod replay;
 pub mod run;
 pub mod sandbox;
 pub mod sorted;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser as _;
 use vigie::{
-    cli::{Cli, Command, ExplainArgs},
+    cli::{Cli, Command, ExplainArgs, ReplayArgs},
     explain,
     geoip::GeoIp,
     probe::Transport,
@@ -41,6 +41,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .block_on(run::run(args)),
         Command::Check(args) => Ok(check(&PolicySource::resolve(args.policy.as_deref()))),
         Command::Explain(args) => explain(&args),
+        Command::Replay(args) => replay(&args),
         Command::Catalog(command) => vigie::catalog_cli::run(command),
         Command::Status(args) => {
             status::print(&status::read(&args.pins.pin_dir)?, args.json)?;
@@ -58,14 +59,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The compiled policy, or None after printing every error of an invalid one.
+fn compile_or_report(source: &PolicySource) -> Option<vigie::policy::Compilation> {
+    source
+        .compile()
+        .map_err(|errors| eprintln!("{errors}"))
+        .ok()
+}
+
 fn explain(args: &ExplainArgs) -> Result<i32> {
     let source = PolicySource::resolve(args.policy.policy.as_deref());
-    let compilation = match source.compile() {
-        Ok(compilation) => compilation,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return Ok(run::EXIT_INVALID_CONFIG);
-        }
+    let Some(compilation) = compile_or_report(&source) else {
+        return Ok(run::EXIT_INVALID_CONFIG);
     };
     let question = explain::Question {
         src: args
@@ -86,6 +91,61 @@ fn explain(args: &ExplainArgs) -> Result<i32> {
             &answer.policy_digest[..16]
         );
     }
+    Ok(0)
+}
+
+fn replay(args: &ReplayArgs) -> Result<i32> {
+    let source = PolicySource::resolve(args.policy.policy.as_deref());
+    let Some(compilation) = compile_or_report(&source) else {
+        return Ok(run::EXIT_INVALID_CONFIG);
+    };
+    let capture = vigie::replay::capture::read(&args.pcap)?;
+    for (linktype, n) in &capture.skipped {
+        eprintln!(
+            "warning: {}: {n} packets of link type {linktype} skipped (not Ethernet, raw IP, Linux cooked or loopback)",
+            args.pcap.display()
+        );
+    }
+    let lan: Vec<ipnet::IpNet> = if args.lan.is_empty() {
+        vigie::replay::DEFAULT_LAN
+            .iter()
+            .map(|n| n.parse().expect("valid default LAN prefix"))
+            .collect()
+    } else {
+        args.lan.clone()
+    };
+    let report = vigie::replay::replay(&compilation.policy, &capture.frames, &lan)?;
+    if args.json {
+        for flow in &report.flows {
+            println!("{}", serde_json::to_string(flow)?);
+        }
+    } else {
+        println!(
+            "{:<46} {:<46} {:<6} {:<12} {:<8} {:<32} {:<9} packets",
+            "src", "dst", "proto", "service", "action", "rule", "evidence"
+        );
+        for f in &report.flows {
+            println!(
+                "{:<46} {:<46} {:<6} {:<12} {:<8} {:<32} {:<9} {}",
+                f.src,
+                f.dst,
+                f.proto,
+                f.service.as_deref().unwrap_or("-"),
+                f.action,
+                f.rule,
+                f.evidence,
+                f.packets
+            );
+        }
+    }
+    eprintln!(
+        "{}: {} packets, {} flows, {} packets without an IP header vigie could place; policy {}",
+        args.pcap.display(),
+        report.packets,
+        report.flows.len(),
+        report.unplaced,
+        source.describe()
+    );
     Ok(0)
 }
 

@@ -115,6 +115,30 @@ fn bounded(len: usize) -> Option<u32> {
     if len == 0 { None } else { Some(len as u32) }
 }
 
+/// Writes the answer to the `copied` bytes in `original` into `answer`; returns its length,
+/// bounded for the helpers that write it into the packet.
+///
+/// # Safety
+/// `original` and `answer` are this CPU's frame buffers (see `buffers`).
+#[inline(always)]
+unsafe fn build(
+    original: *mut Frame,
+    answer: *mut Frame,
+    copied: u32,
+    layout: Layout,
+) -> Option<u32> {
+    // SAFETY: per the contract, two distinct map values of this CPU, valid for the program run.
+    let written = unsafe {
+        answer::build(
+            &(*original).bytes,
+            copied as usize,
+            layout,
+            &mut (*answer).bytes,
+        )?
+    };
+    bounded(written)
+}
+
 #[inline(always)]
 fn answer_xdp(ctx: &XdpContext, layout: Layout) -> Option<()> {
     let (original, answer) = buffers()?;
@@ -125,13 +149,7 @@ fn answer_xdp(ctx: &XdpContext, layout: Layout) -> Option<()> {
         if bpf_xdp_load_bytes(ctx.ctx, 0, original.cast::<c_void>(), copied) != 0 {
             return None;
         }
-        let written = answer::build(
-            &(*original).bytes,
-            copied as usize,
-            layout,
-            &mut (*answer).bytes,
-        )?;
-        let written = bounded(written)?;
+        let written = build(original, answer, copied, layout)?;
         let delta = written.cast_signed() - i32::try_from(len).ok()?;
         let resized = match delta.cmp(&0) {
             // Grow at the head: XDP guarantees headroom, not tailroom.
@@ -159,13 +177,7 @@ fn answer_tc(ctx: &TcContext, layout: Layout) -> Option<()> {
         if bpf_skb_load_bytes(skb.cast::<c_void>(), 0, original.cast::<c_void>(), copied) != 0 {
             return None;
         }
-        let written = answer::build(
-            &(*original).bytes,
-            copied as usize,
-            layout,
-            &mut (*answer).bytes,
-        )?;
-        let written = bounded(written)?;
+        let written = build(original, answer, copied, layout)?;
         if ctx.change_tail(written, 0).is_err() {
             return None;
         }
