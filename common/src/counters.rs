@@ -114,7 +114,14 @@ pub mod stat {
     /// Rejected packets that could only be dropped (see `answer`: not TCP or UDP, a reset,
     /// IP options or extension headers, or the answer could not be written).
     pub const REJECTS_DROPPED: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// TLS server names read from ClientHellos (whether a catalog domain matched or not).
+    pub const SNI_READ: u32 = 11;
+    /// ClientHellos without a server name, or with an encrypted one (a blind spot).
+    pub const SNI_ABSENT: u32 = 12;
+    /// ClientHellos vigie could not read (a field split across segments, lengths that do not
+    /// add up): a blind spot.
+    pub const SNI_UNREADABLE: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     /// Names for reports, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -129,5 +136,8 @@ pub mod stat {
         "unparsed_blocked",
         "rejects_answered",
         "rejects_dropped",
+        "sni_read",
+        "sni_absent",
+        "sni_unreadable",
     ];
 }

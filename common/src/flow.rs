@@ -37,6 +37,10 @@ pub struct FlowEntry {
     pub action: u32,
     /// Bits of `flags` below.
     pub flags: u32,
+    /// While `flags::SNI_PENDING`: the TCP sequence number of the ClientHello's next extension
+    /// header, and of the end of its extensions (see `sni`).
+    pub sni_seq: u32,
+    pub sni_end: u32,
     pub pad: u32,
 }
 
@@ -52,4 +56,10 @@ pub mod flags {
     pub const FRAGMENT: u32 = 1 << 3;
     /// A rule of the policy decided (not its default, nor the failure behaviour).
     pub const MATCHED: u32 = 1 << 4;
+    /// A TCP flow from the LAN whose ClientHello has not been read yet.
+    pub const SNI_PENDING: u32 = 1 << 5;
+    /// The ClientHello's fixed part was read; `sni_seq` and `sni_end` hold the walk.
+    pub const SNI_STARTED: u32 = 1 << 6;
+    /// The event reports a flow whose service its TLS server name just told.
+    pub const NAMED: u32 = 1 << 7;
 }

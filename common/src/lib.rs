@@ -14,11 +14,12 @@ pub mod limits;
 pub mod maps;
 pub mod matching;
 pub mod policy;
+pub mod sni;
 
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` lets the daemon read and write these types in maps.
-    use crate::{counters, event, flow, policy};
+    use crate::{counters, event, flow, policy, sni};
     macro_rules! pod {
         ($($t:ty),* $(,)?) => { $(
             // SAFETY: every listed type is #[repr(C)], made only of integers and byte arrays,
@@ -40,5 +41,6 @@ mod pod {
         counters::CounterRow,
         counters::CounterValue,
         event::FlowEvent,
+        sni::DomainKey,
     );
 }

@@ -17,9 +17,11 @@ pub const STATS: &str = "STATS";
 pub const EVENTS: &str = "EVENTS";
 pub const SCRATCH: &str = "SCRATCH";
 pub const FRAMES: &str = "FRAMES";
+pub const DOMAINS: &str = "DOMAINS";
+pub const SNI_WORK: &str = "SNI_WORK";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 19] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -37,6 +39,8 @@ pub const ALL: [&str; 17] = [
     EVENTS,
     SCRATCH,
     FRAMES,
+    DOMAINS,
+    SNI_WORK,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).

@@ -182,6 +182,7 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
         destinations_v6: Vec::new(),
         sources_v4: Vec::new(),
         sources_v6: Vec::new(),
+        domains: Vec::new(),
         digest: "bench".into(),
     }
 }

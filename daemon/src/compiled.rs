@@ -54,6 +54,9 @@ pub struct CompiledPolicy {
     /// Source prefixes of the groups, value = group id.
     pub sources_v4: Vec<(Ipv4Net, u32)>,
     pub sources_v6: Vec<(Ipv6Net, u32)>,
+    /// Catalog domains, as (hash, service id) sorted by hash: TLS server names are matched to
+    /// them (see `vigie_common::sni`).
+    pub domains: Vec<(u64, u32)>,
     /// Hex SHA-256 over the policy's source files (names and contents, sorted by name), so that
     /// an event can prove which policy decided.
     pub digest: String,

@@ -25,6 +25,7 @@ use vigie_common::{
         ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
         SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
     },
+    sni::DomainKey,
 };
 
 use crate::{
@@ -66,6 +67,7 @@ struct SlotImage {
     dst_v6: SortedTable<PrefixV6Key, Destination>,
     src_v4: SortedTable<PrefixV4Key, SourceGroup>,
     src_v6: SortedTable<PrefixV6Key, SourceGroup>,
+    domains: SortedTable<DomainKey, u32>,
 }
 
 type PrefixV4Key = (u32, PrefixV4);
@@ -82,6 +84,7 @@ pub struct DatapathMaps {
     dst_v6: LpmTrie<MapData, PrefixV6, Destination>,
     src_v4: LpmTrie<MapData, PrefixV4, SourceGroup>,
     src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
+    domains: BpfHashMap<MapData, DomainKey, u32>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
     counter_cache: PerCpuArray<MapData, CounterRow>,
@@ -114,6 +117,7 @@ impl DatapathMaps {
             dst_v6: typed!(ebpf, names::DST_V6),
             src_v4: typed!(ebpf, names::SRC_V4),
             src_v6: typed!(ebpf, names::SRC_V6),
+            domains: typed!(ebpf, names::DOMAINS),
             flows: typed!(ebpf, names::FLOWS),
             counters: typed!(ebpf, names::COUNTERS),
             counter_cache: typed!(ebpf, names::COUNTER_CACHE),
@@ -187,6 +191,17 @@ impl DatapathMaps {
         sync_trie(&mut self.dst_v6, &old.dst_v6, &new.dst_v6, names::DST_V6)?;
         sync_trie(&mut self.src_v4, &old.src_v4, &new.src_v4, names::SRC_V4)?;
         sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
+        let (removed, written) = old.domains.changes(&new.domains);
+        for key in removed {
+            self.domains
+                .remove(key)
+                .map_err(map_err(names::DOMAINS))?;
+        }
+        for (key, service) in written {
+            self.domains
+                .insert(key, service, 0)
+                .map_err(map_err(names::DOMAINS))?;
+        }
         let base = slot * limits::MAX_RULES;
         for (index, rule) in policy.rules.iter().enumerate() {
             self.rules
@@ -241,7 +256,19 @@ impl DatapathMaps {
             dst_v6: read_trie(&self.dst_v6, slot, names::DST_V6)?,
             src_v4: read_trie(&self.src_v4, slot, names::SRC_V4)?,
             src_v6: read_trie(&self.src_v6, slot, names::SRC_V6)?,
+            domains: self.read_domains(slot)?,
         })
+    }
+
+    fn read_domains(&self, slot: u32) -> Result<SortedTable<DomainKey, u32>, MapsError> {
+        let mut entries = Vec::new();
+        for item in &self.domains {
+            let (key, service) = item.map_err(map_err(names::DOMAINS))?;
+            if key.slot == slot {
+                entries.push((key, service));
+            }
+        }
+        Ok(entries.into_iter().collect())
     }
 
     fn read_dst_v4(&self, slot: u32) -> Result<DstV4Table, MapsError> {
@@ -351,6 +378,11 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
             half(limits::DST_PREFIX_CAPACITY),
         ),
         (
+            "catalog domains",
+            policy.domains.len(),
+            half(limits::DOMAIN_CAPACITY),
+        ),
+        (
             "IPv4 source prefixes",
             policy.sources_v4.len(),
             half(limits::SRC_PREFIX_CAPACITY),
@@ -415,6 +447,18 @@ fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
             .sources_v6
             .iter()
             .map(|(n, g)| (v6_key(slot, n), group(g)))
+            .collect(),
+        domains: policy
+            .domains
+            .iter()
+            .map(|&(hash, service)| {
+                let key = DomainKey {
+                    slot,
+                    pad: 0,
+                    hash,
+                };
+                (key, service)
+            })
             .collect(),
     }
 }

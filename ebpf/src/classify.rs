@@ -6,6 +6,7 @@ use core::ptr::read_volatile;
 use vigie_common::{
     action::{self, evidence, rule as rule_no, rule_mode},
     answer::Layout,
+    sni::status as sni_status,
     counters::{CounterKey, stat},
     flow::{FlowEntry, FlowKey, flags},
     limits,
@@ -15,6 +16,8 @@ use vigie_common::{
 
 use crate::{
     decide,
+    headers::IPPROTO_TCP,
+    sni::{self, LoadBytes},
     maps::{ACTIVE_POLICY, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS, bump},
     parse::{self, Packet, Parsed},
     report,
@@ -41,10 +44,16 @@ pub enum Outcome {
 const BPF_ANY: u64 = 0;
 
 #[inline(always)]
-pub fn packet(data: usize, end: usize, len: u32, direction: Direction) -> Outcome {
+pub fn packet(
+    ctx: &impl LoadBytes,
+    data: usize,
+    end: usize,
+    len: u32,
+    direction: Direction,
+) -> Outcome {
     bump(&STATS, stat::PACKETS);
     match parse::frame(data, end) {
-        Ok(Parsed::Ip(packet)) => ip_packet(&packet, len, direction),
+        Ok(Parsed::Ip(packet)) => ip_packet(ctx, &packet, len, direction),
         Ok(Parsed::NotIp) => {
             bump(&STATS, stat::NOT_IP);
             Outcome::Pass
@@ -107,7 +116,7 @@ fn flow_key(packet: &Packet, direction: Direction) -> FlowKey {
 }
 
 #[inline(always)]
-fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
+fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Direction) -> Outcome {
     if packet.later_fragment {
         bump(&STATS, stat::FRAGMENTS);
     }
@@ -134,6 +143,9 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
         // make this packet count under the previous verdict.
         let cached = unsafe { *entry };
         if cached.generation == active.generation {
+            if reads_name(&cached, packet) {
+                return name_segment(ctx, key, packet, len, entry, cached, false);
+            }
             count(&cached, len, false);
             return outcome(&cached, packet, direction);
         }
@@ -152,16 +164,103 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
     }
     if packet.later_fragment {
         first.flags |= flags::FRAGMENT;
+    } else if packet.proto == IPPROTO_TCP && direction == Direction::Outbound {
+        first.flags |= flags::SNI_PENDING;
     }
     let fresh = decide_flow(key, first, false);
     if FLOWS.insert(key, &fresh, BPF_ANY).is_err() {
         bump(&STATS, stat::FLOW_INSERT_FAILED);
     }
-    count(&fresh, len, true);
     if fresh.flags & flags::MATCHED != 0 {
         report::event(key, &fresh, 0, len);
     }
+    // A first packet with payload (Fast Open, or a flow older than the program) may carry
+    // the ClientHello itself.
+    if reads_name(&fresh, packet)
+        && let Some(entry) = FLOWS.get_ptr_mut(key)
+    {
+        return name_segment(ctx, key, packet, len, entry, fresh, true);
+    }
+    count(&fresh, len, true);
     outcome(&fresh, packet, direction)
+}
+
+/// Whether the packet is a segment of a flow whose ClientHello is still to be read.
+#[inline(always)]
+const fn reads_name(entry: &FlowEntry, packet: &Packet) -> bool {
+    entry.flags & flags::SNI_PENDING != 0 && packet.payload_len > 0
+}
+
+/// A segment of a flow whose ClientHello is being read (see `sni`): advances the walk, and
+/// once the server name is known, decides the flow again with it as evidence. This very
+/// segment gets the new verdict.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the packet's pieces, kept apart for the verifier"
+)]
+#[inline(always)]
+fn name_segment(
+    ctx: &impl LoadBytes,
+    key: &FlowKey,
+    packet: &Packet,
+    len: u32,
+    entry: *mut FlowEntry,
+    cached: FlowEntry,
+    new_flow: bool,
+) -> Outcome {
+    let Some(work) = sni::copy_payload(ctx, packet.payload_offset, packet.payload_len) else {
+        count(&cached, len, new_flow);
+        return outcome(&cached, packet, Direction::Outbound);
+    };
+    // SAFETY: this CPU's work area, used only during this program run.
+    unsafe {
+        (*work).segment_seq = packet.seq;
+        (*work).next_seq = cached.sni_seq;
+        (*work).end_seq = cached.sni_end;
+        (*work).started = u32::from(cached.flags & flags::SNI_STARTED != 0);
+        (*work).slot = active_policy().slot;
+    }
+    let step = sni::vigie_sni_step() as u32;
+    // SAFETY: as above.
+    let (next_seq, end_seq, service) =
+        unsafe { ((*work).next_seq, (*work).end_seq, (*work).service) };
+    let mut fresh = cached;
+    fresh.sni_seq = next_seq;
+    fresh.sni_end = end_seq;
+    let done = cached.flags & !(flags::SNI_PENDING | flags::SNI_STARTED);
+    match step {
+        sni_status::NEED_MORE => fresh.flags |= flags::SNI_STARTED,
+        sni_status::NAME => {
+            bump(&STATS, stat::SNI_READ);
+            fresh.flags = done;
+            if service != 0 {
+                let start = FlowEntry {
+                    service,
+                    evidence: evidence::SNI,
+                    classes: cached.classes,
+                    flags: done & (flags::FROM_REMOTE | flags::FRAGMENT),
+                    ..FlowEntry::default()
+                };
+                fresh = decide_flow(key, start, true);
+            }
+        }
+        sni_status::NO_NAME => {
+            bump(&STATS, stat::SNI_ABSENT);
+            fresh.flags = done;
+        }
+        sni_status::UNREADABLE => {
+            bump(&STATS, stat::SNI_UNREADABLE);
+            fresh.flags = done;
+        }
+        _ => fresh.flags = done,
+    }
+    // SAFETY: a value of the flow map (see `ip_packet`).
+    unsafe { *entry = fresh };
+    count(&fresh, len, new_flow);
+    if service != 0 && fresh.flags & flags::MATCHED != 0 {
+        report::event(key, &fresh, flags::NAMED, len);
+    }
+    outcome(&fresh, packet, Direction::Outbound)
 }
 
 /// A stale verdict: decide again under the policy in force, keeping learned evidence.
@@ -169,7 +268,10 @@ fn ip_packet(packet: &Packet, len: u32, direction: Direction) -> Outcome {
 fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
     let kept = evidence::is_learned(cached.evidence);
     let mut start = FlowEntry {
-        flags: cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT),
+        flags: cached.flags
+            & (flags::FROM_REMOTE | flags::FRAGMENT | flags::SNI_PENDING | flags::SNI_STARTED),
+        sni_seq: cached.sni_seq,
+        sni_end: cached.sni_end,
         ..FlowEntry::default()
     };
     if kept {

@@ -33,6 +33,12 @@ impl Cursor {
         self.pos
     }
 
+    /// The end of the data, as an address.
+    #[inline(always)]
+    pub const fn end(&self) -> usize {
+        self.end
+    }
+
     /// Moves past `len` bytes, which the caller bounded; fails if the packet is shorter.
     #[inline(always)]
     pub fn skip(&mut self, len: usize) -> Option<()> {

@@ -23,6 +23,7 @@ mod maps;
 mod parse;
 mod reject;
 mod report;
+mod sni;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
@@ -43,7 +44,7 @@ const TC_HEADER_BYTES: u32 = 256;
 )]
 pub fn vigie_xdp_outbound(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u32;
-    match classify::packet(ctx.data(), ctx.data_end(), len, Direction::Outbound) {
+    match classify::packet(&ctx, ctx.data(), ctx.data_end(), len, Direction::Outbound) {
         Outcome::Pass => xdp_action::XDP_PASS,
         Outcome::Drop => xdp_action::XDP_DROP,
         Outcome::Reject(layout) => reject::xdp(&ctx, layout),
@@ -91,7 +92,7 @@ fn tc(ctx: &TcContext, direction: Direction, back: Back) -> i32 {
         // packet as it is; the parser then reports it truncated).
         let _ = ctx.pull_data(TC_HEADER_BYTES.min(len));
     }
-    match classify::packet(ctx.data(), ctx.data_end(), len, direction) {
+    match classify::packet(ctx, ctx.data(), ctx.data_end(), len, direction) {
         Outcome::Pass => TC_ACT_UNSPEC,
         Outcome::Drop => TC_ACT_SHOT,
         Outcome::Reject(layout) => reject::tc(ctx, layout, back),

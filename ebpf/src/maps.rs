@@ -9,6 +9,7 @@ use aya_ebpf::{
 use vigie_common::{
     action,
     answer::Frame,
+    sni::{DomainKey, SniWork},
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits,
@@ -99,6 +100,15 @@ pub static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 /// (`frame::ORIGINAL`) and the answer (`frame::ANSWER`).
 #[map]
 pub static FRAMES: PerCpuArray<Frame> = PerCpuArray::with_max_entries(2, 0);
+
+/// Catalog domains by slot and hash, to their service (see `vigie_common::sni`).
+#[map]
+pub static DOMAINS: HashMap<DomainKey, u32> =
+    HashMap::with_max_entries(limits::DOMAIN_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// The ClientHello walk's work area (one per CPU).
+#[map]
+pub static SNI_WORK: PerCpuArray<SniWork> = PerCpuArray::with_max_entries(1, 0);
 
 /// Indices of `FRAMES`.
 pub mod frame {

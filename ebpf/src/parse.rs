@@ -32,6 +32,13 @@ pub struct Packet {
     /// Where the IP header starts, and whether a PPPoE session carries it: what an answer to
     /// the packet needs (see `vigie_common::answer`).
     pub layout: Layout,
+    /// TCP: the sequence number, and where the payload lies (offset from the frame's start,
+    /// length by the IP header's lengths, cut to the frame). Zero for other protocols.
+    pub seq: u32,
+    pub payload_offset: u32,
+    pub payload_len: u32,
+    /// Where the IP packet ends by its own length field (offset from the frame's start).
+    ip_end: u32,
 }
 
 pub enum Parsed {
@@ -70,8 +77,8 @@ pub fn frame(data: usize, end: usize) -> Result<Parsed, u32> {
         pppoe,
     };
     match ether_type {
-        ETH_P_IPV4 => ipv4(&mut cursor, layout).map(Parsed::Ip),
-        ETH_P_IPV6 => ipv6(&mut cursor, layout).map(Parsed::Ip),
+        ETH_P_IPV4 => ipv4(&mut cursor, data, layout).map(Parsed::Ip),
+        ETH_P_IPV6 => ipv6(&mut cursor, data, layout).map(Parsed::Ip),
         _ => Ok(Parsed::NotIp),
     }
 }
@@ -82,7 +89,7 @@ const fn is_vlan(ether_type: u16) -> bool {
 }
 
 #[inline(always)]
-fn ipv4(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
+fn ipv4(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32> {
     let ip: Ipv4 = cursor.read().ok_or(reason::TRUNCATED_IPV4)?;
     let header_words = ip.version_ihl & 0x0f;
     if ip.version_ihl >> 4 != 4 || header_words < 5 {
@@ -100,17 +107,21 @@ fn ipv4(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
         family: 4,
         later_fragment: be16(ip.flags_fragment) & 0x1fff != 0,
         layout,
+        seq: 0,
+        payload_offset: 0,
+        payload_len: 0,
+        ip_end: layout.l3 as u32 + u32::from(be16(ip.total_len)),
     };
     packet.src[..4].copy_from_slice(&ip.src);
     packet.dst[..4].copy_from_slice(&ip.dst);
     if !packet.later_fragment {
-        transport(cursor, &mut packet)?;
+        transport(cursor, data, &mut packet)?;
     }
     Ok(packet)
 }
 
 #[inline(always)]
-fn ipv6(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
+fn ipv6(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32> {
     let ip: Ipv6 = cursor.read().ok_or(reason::TRUNCATED_IPV6)?;
     let mut packet = Packet {
         src: ip.src,
@@ -121,6 +132,10 @@ fn ipv6(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
         family: 6,
         later_fragment: false,
         layout,
+        seq: 0,
+        payload_offset: 0,
+        payload_len: 0,
+        ip_end: layout.l3 as u32 + 40 + u32::from(be16(ip.payload_len)),
     };
     let mut next = ip.next_header;
     for _ in 0..limits::MAX_IPV6_EXT_HEADERS {
@@ -134,7 +149,7 @@ fn ipv6(cursor: &mut Cursor, layout: Layout) -> Result<Packet, u32> {
     }
     packet.proto = next;
     if !packet.later_fragment {
-        transport(cursor, &mut packet)?;
+        transport(cursor, data, &mut packet)?;
     }
     Ok(packet)
 }
@@ -172,13 +187,24 @@ fn extension(cursor: &mut Cursor, kind: u8, packet: &mut Packet) -> Result<u8, u
 }
 
 #[inline(always)]
-fn transport(cursor: &mut Cursor, packet: &mut Packet) -> Result<(), u32> {
+fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<(), u32> {
     match packet.proto {
         IPPROTO_TCP => {
+            let start = (cursor.position() - data) as u32;
             let ports: Ports = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
-            let _: TcpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
+            let rest: TcpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
+            packet.seq = u32::from_be_bytes(rest.seq);
+            // Data offset in 32-bit words (at least 5); the payload is what the IP length
+            // leaves after the header, and no more than the frame holds.
+            let header = u32::from(rest.offset_flags[0] >> 4) * 4;
+            let frame_end = (cursor.end() - data) as u32;
+            packet.payload_offset = start + header;
+            packet.payload_len = packet
+                .ip_end
+                .min(frame_end)
+                .saturating_sub(packet.payload_offset);
         }
         IPPROTO_UDP => {
             let ports: Ports = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;

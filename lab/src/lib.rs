@@ -18,4 +18,5 @@ pub mod prometheus;
 pub mod report;
 pub mod scenario;
 pub mod tempdir;
+pub mod tls;
 pub mod topology;

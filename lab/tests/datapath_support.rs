@@ -17,6 +17,7 @@ use vigie_common::{
     counters::{CounterKey, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     policy::{Destination, Rule, Settings, condition},
+    sni::domain_hash,
 };
 use vigie_lab::packet::Frame;
 
@@ -228,6 +229,10 @@ impl PolicySpec {
             sources_v6: vec![
                 (net6("fd00:1::/32"), FINANCE),
                 (net6("fd00:2::/32"), RESEARCH),
+            ],
+            domains: vec![
+                (domain_hash(b"zoom.us"), ZOOM),
+                (domain_hash(b"visio.numerique.gouv.fr"), VISIO),
             ],
             digest: "0".repeat(64),
         }

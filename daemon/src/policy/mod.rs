@@ -226,8 +226,24 @@ fn assemble(
         destinations_v6: destinations.v6,
         sources_v4: body.groups.sources_v4,
         sources_v6: body.groups.sources_v6,
+        domains: domain_table(catalog),
         digest,
     }
+}
+
+/// Each catalog domain's hash with its service; a domain two services list goes to the first.
+fn domain_table(catalog: &Catalog) -> Vec<(u64, u32)> {
+    let mut table: Vec<(u64, u32)> = catalog
+        .services()
+        .flat_map(|(id, s)| {
+            s.domains
+                .iter()
+                .map(move |d| (vigie_common::sni::domain_hash(d.as_bytes()), id))
+        })
+        .collect();
+    table.sort_by_key(|&(hash, id)| (hash, id));
+    table.dedup_by_key(|&mut (hash, _)| hash);
+    table
 }
 
 /// The files of a policy directory, by role, in name order.

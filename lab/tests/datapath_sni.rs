@@ -1,0 +1,217 @@
+//! TLS server names through `BPF_PROG_TEST_RUN`: crafted ClientHellos, in one segment or cut
+//! across several with the name in a later one, matched against the catalog's domains; and
+//! hellos that lie (lengths that run past the data, names too long, a split header), which
+//! must be counted as unreadable and never misread.
+
+#[path = "datapath_support.rs"]
+mod support;
+
+use support::*;
+use vigie::sandbox::{Hook, Outcome, Sandbox};
+use vigie_common::{
+    action::{self, evidence},
+    counters::stat,
+    flow::flags,
+};
+use vigie_lab::packet::{Frame, tcp_flags};
+use vigie_lab::tls::ClientHello;
+
+const ISN: u32 = 0x0100_0000;
+const PORT: u16 = 40000;
+
+/// A TCP segment from the finance host to the unknown host's port 443 (no address evidence)
+/// starting at stream offset `offset` (0: the first payload byte).
+fn segment(offset: usize, payload: &[u8]) -> Vec<u8> {
+    let frame = Frame::tcp4(FINANCE_HOST, PORT, UNKNOWN_HOST, 443)
+        .tcp_flags(tcp_flags::ACK | tcp_flags::PSH)
+        .payload(payload);
+    let at = frame.offsets().transport;
+    let seq = ISN.wrapping_add(1).wrapping_add(offset as u32);
+    frame.patch(at + 4, &seq.to_be_bytes()).build()
+}
+
+fn syn() -> Vec<u8> {
+    let frame = Frame::tcp4(FINANCE_HOST, PORT, UNKNOWN_HOST, 443);
+    let at = frame.offsets().transport;
+    frame.patch(at + 4, &ISN.to_be_bytes()).build()
+}
+
+/// Runs the SYN, then the record cut at `cuts` (stream offsets), on `hook`; returns the
+/// outcome of each segment.
+fn send(sandbox: &mut Sandbox, hook: Hook, record: &[u8], cuts: &[usize]) -> Vec<Outcome> {
+    assert_eq!(run(sandbox, hook, &syn()), Outcome::Pass, "{hook:?}: SYN");
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(record.len());
+    bounds
+        .windows(2)
+        .map(|w| run(sandbox, hook, &segment(w[0], &record[w[0]..w[1]])))
+        .collect()
+}
+
+fn the_flow(sandbox: &Sandbox) -> vigie_common::flow::FlowEntry {
+    only_flow(sandbox).1
+}
+
+#[test]
+fn a_blocked_name_drops_the_segment_that_carries_it() {
+    if !vigie_lab::privilege::privileged("a_blocked_name_drops_the_segment_that_carries_it") {
+        return;
+    }
+    for name in ["zoom.us", "EU01WEB.Zoom.US", "a.b.c.d.e.f.g.h.i.zoom.us"] {
+        let record = ClientHello::named(name).record();
+        for hook in OUTBOUND_HOOKS {
+            let mut sandbox = sandbox(&block_zoom());
+            assert_eq!(send(&mut sandbox, hook, &record, &[]), [Outcome::Drop], "{hook:?} {name}");
+            let entry = the_flow(&sandbox);
+            assert_eq!(
+                (entry.service, entry.evidence, entry.action),
+                (ZOOM, evidence::SNI, action::DROP),
+                "{hook:?} {name}: {entry:?}"
+            );
+            assert_eq!(entry.flags & flags::SNI_PENDING, 0, "{hook:?}");
+            assert_eq!(stat(&sandbox, stat::SNI_READ), 1, "{hook:?}");
+            // The SYN's event (no service), then the one that names the flow.
+            let events = sandbox.drain_events();
+            let named = events.iter().find(|e| e.flags & flags::NAMED != 0);
+            assert!(
+                named.is_some_and(|e| e.service == ZOOM && e.evidence == evidence::SNI),
+                "{hook:?}: {events:?}"
+            );
+            // Retransmissions of the hello get the verdict too.
+            assert_eq!(
+                run(&mut sandbox, hook, &segment(0, &record)),
+                Outcome::Drop,
+                "{hook:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_name_in_a_later_segment_is_found() {
+    if !vigie_lab::privilege::privileged("a_name_in_a_later_segment_is_found") {
+        return;
+    }
+    // A post-quantum-sized key share before the name: the hello spans three segments.
+    let hello = ClientHello {
+        server_name: Some("zoom.us".into()),
+        before: 1800,
+        after: 300,
+    };
+    let record = hello.record();
+    let name_at = hello.name_offset().unwrap();
+    assert!((1500..1940).contains(&name_at), "{name_at}");
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        let got = send(&mut sandbox, hook, &record, &[1000, 1500, 1950]);
+        // The segments before the name pass (the second holds no extension header at all);
+        // the one with the name is dropped, and so is what follows.
+        let expected = [Outcome::Pass, Outcome::Pass, Outcome::Drop, Outcome::Drop];
+        assert_eq!(got, expected, "{hook:?}");
+        assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
+    }
+}
+
+#[test]
+fn allowed_and_unknown_names_pass() {
+    if !vigie_lab::privilege::privileged("allowed_and_unknown_names_pass") {
+        return;
+    }
+    let cases = [
+        ("visio.numerique.gouv.fr", VISIO, evidence::SNI),
+        ("notzoom.us", 0, evidence::NONE),
+        ("zoom.us.example.org", 0, evidence::NONE),
+        ("us", 0, evidence::NONE),
+    ];
+    for (name, service, how) in cases {
+        let record = ClientHello::named(name).record();
+        for hook in OUTBOUND_HOOKS {
+            let mut sandbox = sandbox(&block_zoom());
+            assert_eq!(send(&mut sandbox, hook, &record, &[]), [Outcome::Pass], "{hook:?} {name}");
+            let entry = the_flow(&sandbox);
+            assert_eq!((entry.service, entry.evidence), (service, how), "{hook:?} {name}");
+            assert_eq!(stat(&sandbox, stat::SNI_READ), 1, "{hook:?} {name}");
+        }
+    }
+}
+
+#[test]
+fn hellos_without_a_name_and_other_protocols() {
+    if !vigie_lab::privilege::privileged("hellos_without_a_name_and_other_protocols") {
+        return;
+    }
+    let nameless = ClientHello::default().record();
+    let http = b"GET / HTTP/1.1\r\nHost: zoom.us\r\n\r\n".to_vec();
+    for hook in OUTBOUND_HOOKS {
+        let mut first = sandbox(&block_zoom());
+        assert_eq!(send(&mut first, hook, &nameless, &[]), [Outcome::Pass]);
+        assert_eq!(stat(&first, stat::SNI_ABSENT), 1, "{hook:?}");
+        assert_eq!(the_flow(&first).flags & flags::SNI_PENDING, 0);
+
+        let mut second = sandbox(&block_zoom());
+        assert_eq!(send(&mut second, hook, &http, &[]), [Outcome::Pass]);
+        let counted = [stat::SNI_READ, stat::SNI_ABSENT, stat::SNI_UNREADABLE]
+            .map(|s| stat(&second, s));
+        assert_eq!(counted, [0, 0, 0], "{hook:?}: not TLS is no blind spot");
+        assert_eq!(the_flow(&second).flags & flags::SNI_PENDING, 0);
+    }
+}
+
+#[test]
+fn lying_hellos_are_unreadable_never_misread() {
+    if !vigie_lab::privilege::privileged("lying_hellos_are_unreadable_never_misread") {
+        return;
+    }
+    let good = ClientHello::named("zoom.us");
+    let record = good.record();
+    let name_at = good.name_offset().unwrap();
+    let ext_at = name_at - 9; // the server_name extension's header
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut r = record.clone();
+        r[at..at + bytes.len()].copy_from_slice(bytes);
+        r
+    };
+    let cases: Vec<(&str, Vec<u8>, Vec<usize>)> = vec![
+        // The name's length runs past the segment.
+        ("name too long for the data", patched(name_at - 2, &[0x07, 0xd0]), vec![]),
+        ("name longer than a host name", patched(name_at - 2, &[0x01, 0x00]), vec![]),
+        ("not a host name", patched(name_at - 3, &[1]), vec![]),
+        // The extension header cut in two by a segment boundary.
+        ("header split across segments", record.clone(), vec![ext_at + 2]),
+        // The name cut in two.
+        ("name split across segments", record.clone(), vec![name_at + 3]),
+        // The session id claims more than 32 bytes.
+        ("session id too long", patched(43, &[200]), vec![]),
+        // Cut before the extensions.
+        ("hello cut short", record[..60].to_vec(), vec![]),
+    ];
+    for (what, bytes, cuts) in cases {
+        for hook in OUTBOUND_HOOKS {
+            let mut sandbox = sandbox(&block_zoom());
+            let got = send(&mut sandbox, hook, &bytes, &cuts);
+            assert!(got.iter().all(|o| *o == Outcome::Pass), "{hook:?} {what}: {got:?}");
+            let entry = the_flow(&sandbox);
+            assert_eq!((entry.service, entry.evidence), (0, evidence::NONE), "{hook:?} {what}");
+            assert_eq!(stat(&sandbox, stat::SNI_UNREADABLE), 1, "{hook:?} {what}");
+            assert_eq!(entry.flags & flags::SNI_PENDING, 0, "{hook:?} {what}");
+        }
+    }
+}
+
+#[test]
+fn only_flows_from_the_lan_are_read() {
+    if !vigie_lab::privilege::privileged("only_flows_from_the_lan_are_read") {
+        return;
+    }
+    // A ClientHello from the remote side (a flow opened from outside): not read.
+    let record = ClientHello::named("zoom.us").record();
+    let mut sandbox = sandbox(&block_zoom());
+    let reply = Frame::tcp4(FINANCE_HOST, PORT, UNKNOWN_HOST, 443)
+        .tcp_flags(tcp_flags::ACK)
+        .payload(&record)
+        .reversed()
+        .build();
+    assert_eq!(run(&mut sandbox, Hook::TcReply, &reply), Outcome::Pass);
+    assert_eq!(stat(&sandbox, stat::SNI_READ), 0);
+}
