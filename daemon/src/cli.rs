@@ -63,6 +63,10 @@ pub struct ExplainArgs {
     /// group.
     #[arg(long)]
     pub src: Option<IpAddr>,
+    /// The TLS server name of the connection: the probe's SYN is followed by a ClientHello
+    /// carrying it (TCP; 443/tcp when --port is not given).
+    #[arg(long)]
+    pub sni: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -19,20 +19,29 @@ use crate::{
     compiled::CompiledPolicy,
     events::{action_name, evidence_name},
     geoip::GeoIp,
+    hello::ClientHello,
     probe::{self, Transport},
     sandbox::{Hook, Outcome, Sandbox, SandboxError},
 };
 
 /// A connection to explain, as an internal host would open it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Question {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub transport: Transport,
+    /// The TLS server name the client's ClientHello carries (TCP only).
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
+    #[error(
+        "--sni needs TCP (a ClientHello travels over TCP): use --port N/tcp, 443/tcp by default"
+    )]
+    SniWithoutTcp,
+    #[error("--sni `{0}` is not a host name (1 to 253 bytes)")]
+    BadSni(String),
     #[error("source {src} and destination {dst} are not of one address family")]
     MixedFamilies { src: IpAddr, dst: IpAddr },
     #[error("running the kernel program (explain needs root, as `vigie run` does): {0}")]
@@ -62,8 +71,10 @@ pub struct Explanation {
     pub jurisdiction: Option<String>,
     /// The destination's country by the policy's GeoIP database, when its rules use one.
     pub country: Option<String>,
-    /// How the service was recognised (`address`, …, `none`).
+    /// How the service was recognised (`address`, `sni`, …, `none`).
     pub evidence: &'static str,
+    /// The TLS server name the probe's ClientHello carried, when asked.
+    pub sni: Option<String>,
     /// The longest prefix of the address table that holds the destination.
     pub prefix: Option<String>,
     pub group: String,
@@ -95,7 +106,24 @@ pub fn explain(
     )?;
     let mut sandbox = Sandbox::new()?;
     sandbox.apply(policy)?;
-    let (outcome, sent) = sandbox.run_frame(Hook::XdpOutbound, &frame)?;
+    let (mut outcome, mut sent) = sandbox.run_frame(Hook::XdpOutbound, &frame)?;
+    if let Some(name) = &question.sni {
+        // The SYN opened the flow; the ClientHello segment gets the verdict the name brings.
+        let Transport::Tcp { port } = question.transport else {
+            return Err(ExplainError::SniWithoutTcp);
+        };
+        if name.is_empty() || name.len() > vigie_common::sni::MAX_NAME {
+            return Err(ExplainError::BadSni(name.clone()));
+        }
+        let hello = ClientHello::named(name).record();
+        let segment = probe::segment(question.src, question.dst, port, &hello).ok_or(
+            ExplainError::MixedFamilies {
+                src: question.src,
+                dst: question.dst,
+            },
+        )?;
+        (outcome, sent) = sandbox.run_frame(Hook::XdpOutbound, &segment)?;
+    }
     let (_, entry) = sandbox
         .flows()
         .into_iter()
@@ -133,6 +161,7 @@ pub fn explain(
         jurisdiction: service.map(|s| s.jurisdiction.clone()),
         country: geoip.and_then(|db| db.country(question.dst)),
         evidence: evidence_name(entry.evidence),
+        sni: question.sni.clone(),
         prefix: prefix
             .filter(|_| entry.evidence == evidence::ADDRESS)
             .map(|(net, _)| net.to_string()),
@@ -230,13 +259,22 @@ impl fmt::Display for Explanation {
         if let Some(country) = &self.country {
             writeln!(f, "  country   {country} (GeoIP)")?;
         }
-        match &self.prefix {
-            Some(prefix) => writeln!(
+        match (&self.prefix, &self.sni) {
+            (Some(prefix), _) => writeln!(
                 f,
                 "  evidence  {}: {prefix} in the address table",
                 self.evidence
             )?,
-            None => writeln!(f, "  evidence  {}", self.evidence)?,
+            (None, Some(name)) if self.evidence == "sni" => writeln!(
+                f,
+                "  evidence  sni: the server name {name} is under a catalog domain"
+            )?,
+            (None, Some(name)) => writeln!(
+                f,
+                "  evidence  {} (the server name {name} is under no catalog domain)",
+                self.evidence
+            )?,
+            (None, None) => writeln!(f, "  evidence  {}", self.evidence)?,
         }
         match &self.group_prefix {
             Some(prefix) => writeln!(f, "  source    group {} ({prefix})", self.group)?,

@@ -9,6 +9,7 @@ pub mod dst_v4;
 pub mod events;
 pub mod explain;
 pub mod geoip;
+pub mod hello;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

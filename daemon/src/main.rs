@@ -77,7 +77,12 @@ fn explain(args: &ExplainArgs) -> Result<i32> {
             .src
             .unwrap_or_else(|| explain::unspecified_source(args.dst)),
         dst: args.dst,
-        transport: args.port.unwrap_or(Transport::Echo),
+        transport: args.port.unwrap_or(if args.sni.is_some() {
+            Transport::Tcp { port: 443 }
+        } else {
+            Transport::Echo
+        }),
+        sni: args.sni.clone(),
     };
     let geoip = compilation.geoip.as_deref().map(GeoIp::open).transpose()?;
     let answer = explain::explain(&compilation.policy, geoip.as_ref(), &question)?;

@@ -193,9 +193,7 @@ impl DatapathMaps {
         sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
         let (removed, written) = old.domains.changes(&new.domains);
         for key in removed {
-            self.domains
-                .remove(key)
-                .map_err(map_err(names::DOMAINS))?;
+            self.domains.remove(key).map_err(map_err(names::DOMAINS))?;
         }
         for (key, service) in written {
             self.domains
@@ -452,11 +450,7 @@ fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
             .domains
             .iter()
             .map(|&(hash, service)| {
-                let key = DomainKey {
-                    slot,
-                    pad: 0,
-                    hash,
-                };
+                let key = DomainKey { slot, pad: 0, hash };
                 (key, service)
             })
             .collect(),

@@ -42,9 +42,36 @@ const IPPROTO_ICMPV6: u8 = 58;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
 
+/// The sequence number of a probe SYN; the ClientHello segment follows it.
+const PROBE_ISN: u32 = 1;
+
 /// A frame from `src` to `dst`; `None` when the two addresses are not of one family.
 #[must_use]
 pub fn frame(src: IpAddr, dst: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+    let mut l4 = transport_header(transport);
+    if transport == Transport::Echo {
+        l4[0] = if src.is_ipv6() {
+            ICMPV6_ECHO_REQUEST
+        } else {
+            ICMP_ECHO_REQUEST
+        };
+    }
+    assemble(src, dst, transport, l4)
+}
+
+/// The TCP segment after the probe SYN that carries `payload` (a ClientHello), to `port`.
+#[must_use]
+pub fn segment(src: IpAddr, dst: IpAddr, port: u16, payload: &[u8]) -> Option<Vec<u8>> {
+    let transport = Transport::Tcp { port };
+    let mut l4 = transport_header(transport);
+    l4[4..8].copy_from_slice(&(PROBE_ISN + 1).to_be_bytes());
+    l4[13] = 0x18; // ACK, PSH
+    l4.extend_from_slice(payload);
+    assemble(src, dst, transport, l4)
+}
+
+/// The frame around a transport header and payload: checksum, IP header, Ethernet.
+fn assemble(src: IpAddr, dst: IpAddr, transport: Transport, mut l4: Vec<u8>) -> Option<Vec<u8>> {
     let v6 = match (src, dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => false,
         (IpAddr::V6(_), IpAddr::V6(_)) => true,
@@ -57,14 +84,6 @@ pub fn frame(src: IpAddr, dst: IpAddr, transport: Transport) -> Option<Vec<u8>> 
         Transport::Echo => IPPROTO_ICMP,
     };
     let (src_bytes, dst_bytes) = (octets(src), octets(dst));
-    let mut l4 = transport_header(transport);
-    if transport == Transport::Echo {
-        l4[0] = if v6 {
-            ICMPV6_ECHO_REQUEST
-        } else {
-            ICMP_ECHO_REQUEST
-        };
-    }
     let pseudo = pseudo_header(&src_bytes, &dst_bytes, proto, l4.len(), v6);
     // ICMP for IPv4 has no pseudo-header; UDP, TCP and ICMPv6 do.
     let sum = if proto == IPPROTO_ICMP {
@@ -124,8 +143,9 @@ fn transport_header(transport: Transport) -> Vec<u8> {
             let mut h = Vec::with_capacity(20);
             h.extend_from_slice(&sport);
             h.extend_from_slice(&port.to_be_bytes());
-            // Sequence 1, no acknowledgement, header of five words, SYN, window 64240.
-            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0]);
+            // Sequence PROBE_ISN, no acknowledgement, header of five words, SYN, window 64240.
+            h.extend_from_slice(&PROBE_ISN.to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0]);
             h.extend_from_slice(&[0, 0, 0, 0]);
             h
         }

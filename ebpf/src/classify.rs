@@ -6,21 +6,21 @@ use core::ptr::read_volatile;
 use vigie_common::{
     action::{self, evidence, rule as rule_no, rule_mode},
     answer::Layout,
-    sni::status as sni_status,
     counters::{CounterKey, stat},
     flow::{FlowEntry, FlowKey, flags},
     limits,
     matching::Subject,
     policy::ActivePolicy,
+    sni::status as sni_status,
 };
 
 use crate::{
     decide,
     headers::IPPROTO_TCP,
-    sni::{self, LoadBytes},
     maps::{ACTIVE_POLICY, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS, bump},
     parse::{self, Packet, Parsed},
     report,
+    sni::{self, LoadBytes},
 };
 
 /// Which way the packet travels relative to the internal hosts.

@@ -9,7 +9,6 @@ use aya_ebpf::{
 use vigie_common::{
     action,
     answer::Frame,
-    sni::{DomainKey, SniWork},
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     limits,
@@ -17,6 +16,7 @@ use vigie_common::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
         Rule, Settings, SourceGroup,
     },
+    sni::{DomainKey, SniWork},
 };
 
 /// Which slot holds the policy in force, and its generation (one entry).

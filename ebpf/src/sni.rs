@@ -12,8 +12,8 @@
 //! encrypted one).
 
 use vigie_common::sni::{
-    DomainKey, MAX_EXTENSIONS_PER_SEGMENT, MAX_NAME, MAX_SUFFIXES, PAYLOAD_BYTES, SniWork,
-    extend, next_power, status,
+    DomainKey, MAX_EXTENSIONS_PER_SEGMENT, MAX_NAME, MAX_SUFFIXES, PAYLOAD_BYTES, SniWork, extend,
+    next_power, status,
 };
 
 use aya_ebpf::{

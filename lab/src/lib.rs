@@ -18,5 +18,4 @@ pub mod prometheus;
 pub mod report;
 pub mod scenario;
 pub mod tempdir;
-pub mod tls;
 pub mod topology;

@@ -55,6 +55,8 @@ fn assert_rule_decides(
             rule: 0,
             action: rule_action,
             flags: entry_flags,
+            sni_seq: 0,
+            sni_end: 0,
             pad: 0,
         };
         assert_eq!(entry, expected, "{hook:?}");
@@ -268,7 +270,14 @@ fn default_action_decides_when_no_rule_matches() {
                     entry.action,
                     entry.flags
                 ),
-                (0, evidence::NONE, rule_no::DEFAULT, default, 0),
+                // A TCP flow from the LAN waits for its ClientHello.
+                (
+                    0,
+                    evidence::NONE,
+                    rule_no::DEFAULT,
+                    default,
+                    flags::SNI_PENDING
+                ),
                 "{hook:?} default {default}: {entry:?}"
             );
             assert!(

@@ -7,6 +7,7 @@
 mod support;
 
 use support::*;
+use vigie::hello::ClientHello;
 use vigie::sandbox::{Hook, Outcome, Sandbox};
 use vigie_common::{
     action::{self, evidence},
@@ -14,7 +15,6 @@ use vigie_common::{
     flow::flags,
 };
 use vigie_lab::packet::{Frame, tcp_flags};
-use vigie_lab::tls::ClientHello;
 
 const ISN: u32 = 0x0100_0000;
 const PORT: u16 = 40000;
@@ -62,7 +62,11 @@ fn a_blocked_name_drops_the_segment_that_carries_it() {
         let record = ClientHello::named(name).record();
         for hook in OUTBOUND_HOOKS {
             let mut sandbox = sandbox(&block_zoom());
-            assert_eq!(send(&mut sandbox, hook, &record, &[]), [Outcome::Drop], "{hook:?} {name}");
+            assert_eq!(
+                send(&mut sandbox, hook, &record, &[]),
+                [Outcome::Drop],
+                "{hook:?} {name}"
+            );
             let entry = the_flow(&sandbox);
             assert_eq!(
                 (entry.service, entry.evidence, entry.action),
@@ -128,9 +132,17 @@ fn allowed_and_unknown_names_pass() {
         let record = ClientHello::named(name).record();
         for hook in OUTBOUND_HOOKS {
             let mut sandbox = sandbox(&block_zoom());
-            assert_eq!(send(&mut sandbox, hook, &record, &[]), [Outcome::Pass], "{hook:?} {name}");
+            assert_eq!(
+                send(&mut sandbox, hook, &record, &[]),
+                [Outcome::Pass],
+                "{hook:?} {name}"
+            );
             let entry = the_flow(&sandbox);
-            assert_eq!((entry.service, entry.evidence), (service, how), "{hook:?} {name}");
+            assert_eq!(
+                (entry.service, entry.evidence),
+                (service, how),
+                "{hook:?} {name}"
+            );
             assert_eq!(stat(&sandbox, stat::SNI_READ), 1, "{hook:?} {name}");
         }
     }
@@ -151,8 +163,8 @@ fn hellos_without_a_name_and_other_protocols() {
 
         let mut second = sandbox(&block_zoom());
         assert_eq!(send(&mut second, hook, &http, &[]), [Outcome::Pass]);
-        let counted = [stat::SNI_READ, stat::SNI_ABSENT, stat::SNI_UNREADABLE]
-            .map(|s| stat(&second, s));
+        let counted =
+            [stat::SNI_READ, stat::SNI_ABSENT, stat::SNI_UNREADABLE].map(|s| stat(&second, s));
         assert_eq!(counted, [0, 0, 0], "{hook:?}: not TLS is no blind spot");
         assert_eq!(the_flow(&second).flags & flags::SNI_PENDING, 0);
     }
@@ -174,13 +186,29 @@ fn lying_hellos_are_unreadable_never_misread() {
     };
     let cases: Vec<(&str, Vec<u8>, Vec<usize>)> = vec![
         // The name's length runs past the segment.
-        ("name too long for the data", patched(name_at - 2, &[0x07, 0xd0]), vec![]),
-        ("name longer than a host name", patched(name_at - 2, &[0x01, 0x00]), vec![]),
+        (
+            "name too long for the data",
+            patched(name_at - 2, &[0x07, 0xd0]),
+            vec![],
+        ),
+        (
+            "name longer than a host name",
+            patched(name_at - 2, &[0x01, 0x00]),
+            vec![],
+        ),
         ("not a host name", patched(name_at - 3, &[1]), vec![]),
         // The extension header cut in two by a segment boundary.
-        ("header split across segments", record.clone(), vec![ext_at + 2]),
+        (
+            "header split across segments",
+            record.clone(),
+            vec![ext_at + 2],
+        ),
         // The name cut in two.
-        ("name split across segments", record.clone(), vec![name_at + 3]),
+        (
+            "name split across segments",
+            record.clone(),
+            vec![name_at + 3],
+        ),
         // The session id claims more than 32 bytes.
         ("session id too long", patched(43, &[200]), vec![]),
         // Cut before the extensions.
@@ -190,9 +218,16 @@ fn lying_hellos_are_unreadable_never_misread() {
         for hook in OUTBOUND_HOOKS {
             let mut sandbox = sandbox(&block_zoom());
             let got = send(&mut sandbox, hook, &bytes, &cuts);
-            assert!(got.iter().all(|o| *o == Outcome::Pass), "{hook:?} {what}: {got:?}");
+            assert!(
+                got.iter().all(|o| *o == Outcome::Pass),
+                "{hook:?} {what}: {got:?}"
+            );
             let entry = the_flow(&sandbox);
-            assert_eq!((entry.service, entry.evidence), (0, evidence::NONE), "{hook:?} {what}");
+            assert_eq!(
+                (entry.service, entry.evidence),
+                (0, evidence::NONE),
+                "{hook:?} {what}"
+            );
             assert_eq!(stat(&sandbox, stat::SNI_UNREADABLE), 1, "{hook:?} {what}");
             assert_eq!(entry.flags & flags::SNI_PENDING, 0, "{hook:?} {what}");
         }

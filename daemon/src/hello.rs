@@ -1,6 +1,6 @@
-//! TLS ClientHellos built byte by byte (RFC 8446 4.1.2), for crafted-packet tests of the
-//! server-name walk: where the `server_name` extension sits, and how the hello is cut into
-//! segments, are the test's choice.
+//! TLS ClientHellos built byte by byte (RFC 8446 4.1.2): `explain --sni` hands one to the
+//! kernel program, and the tests of the server-name walk choose where the `server_name`
+//! extension sits and how the hello is cut into segments.
 
 /// A ClientHello to build.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +35,9 @@ impl ClientHello {
     }
 
     /// The TLS record (header included) holding the handshake message.
+    ///
+    /// # Panics
+    /// When a length does not fit its field: a name over 65,000 bytes or padding as large.
     #[must_use]
     pub fn record(&self) -> Vec<u8> {
         let mut extensions = Vec::new();
