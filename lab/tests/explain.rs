@@ -262,3 +262,59 @@ fn a_country_rule_decides_in_the_kernel() {
     assert_eq!(zoom["service"], "zoom");
     assert_eq!(zoom["rule"], "block-non-european-conferencing");
 }
+
+#[test]
+fn a_server_name_decides_where_the_address_says_nothing() {
+    if !vigie_lab::privilege::privileged("a_server_name_decides_where_the_address_says_nothing") {
+        return;
+    }
+    // 203.0.113.7 is in no service: the ClientHello after the SYN tells.
+    let zoom = explain("", &["--dst", "203.0.113.7", "--sni", "EU01WEB.zoom.us"]);
+    assert_eq!(zoom["service"], "zoom", "{zoom}");
+    assert_eq!(zoom["evidence"], "sni", "{zoom}");
+    assert_eq!(zoom["sni"], "EU01WEB.zoom.us", "{zoom}");
+    assert_eq!(
+        (zoom["proto"].as_str(), zoom["port"].as_u64()),
+        (Some("tcp"), Some(443))
+    );
+    assert_eq!(zoom["rule"], "block-non-european-conferencing");
+    assert_eq!(zoom["packet"], "dropped");
+
+    let visio = explain(
+        "",
+        &[
+            "--dst",
+            "203.0.113.7",
+            "--port",
+            "8443/tcp",
+            "--sni",
+            "visio.numerique.gouv.fr",
+        ],
+    );
+    assert_eq!(
+        (visio["service"].as_str(), visio["evidence"].as_str()),
+        (Some("visio"), Some("sni"))
+    );
+    assert_eq!(visio["rule"], "keep-sovereign");
+    assert_eq!(visio["packet"], "passes");
+
+    let other = explain("", &["--dst", "203.0.113.7", "--sni", "notzoom.us"]);
+    assert_eq!(
+        (other["service"].clone(), other["evidence"].as_str()),
+        (Value::Null, Some("none"))
+    );
+    assert_eq!(other["packet"], "passes");
+
+    // A name needs TCP.
+    let out = vigie(&[
+        "explain",
+        "--dst",
+        "203.0.113.7",
+        "--sni",
+        "zoom.us",
+        "--port",
+        "3478/udp",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sni needs TCP"));
+}

@@ -35,6 +35,7 @@ struct Families {
     parse_failures: IntCounterVec,
     events_lost: IntCounterVec,
     rejects: IntCounterVec,
+    server_names: IntCounterVec,
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     catalog_age: IntGaugeVec,
@@ -89,6 +90,12 @@ impl Families {
                  unreachable), or only dropped because no answer applies.",
                 &["answer"],
             ),
+            server_names: counter(
+                "vigie_tls_server_names_total",
+                "TLS ClientHellos of flows from the LAN: server name read, absent (or \
+                 encrypted), or unreadable (a blind spot).",
+                &["result"],
+            ),
             map_entries: gauge(
                 "vigie_map_entries",
                 "Entries in a datapath map (tries: the policy in force).",
@@ -112,7 +119,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 11] {
+    fn all(&self) -> [&dyn Collector; 12] {
         [
             &self.up,
             &self.packets,
@@ -121,6 +128,7 @@ impl Families {
             &self.parse_failures,
             &self.events_lost,
             &self.rejects,
+            &self.server_names,
             &self.map_entries,
             &self.map_capacity,
             &self.catalog_age,
@@ -217,6 +225,15 @@ impl DatapathCollector {
         f.rejects
             .with_label_values(&["none"])
             .inc_by(stats[stat::REJECTS_DROPPED as usize]);
+        for (result, index) in [
+            ("read", stat::SNI_READ),
+            ("absent", stat::SNI_ABSENT),
+            ("unreadable", stat::SNI_UNREADABLE),
+        ] {
+            f.server_names
+                .with_label_values(&[result])
+                .inc_by(stats[index as usize]);
+        }
 
         if let Some(flows) = self
             .open(names::FLOWS)
