@@ -218,6 +218,10 @@ pub(crate) fn domain(value: &str) -> Result<(), Problem> {
     if labels.len() < 2 {
         return bad("needs at least two labels, like \"example.org\"");
     }
+    // The kernel keeps the hashes of a server name's shortest suffixes only (`sni`).
+    if labels.len() > vigie_common::sni::MAX_SUFFIXES - 1 {
+        return bad("has more than seven labels, which the kernel's name match does not reach");
+    }
     for label in labels {
         let chars_ok = label
             .bytes()
@@ -332,5 +336,7 @@ mod tests {
         assert!(domain("-a.example").is_err());
         assert!(domain("a..example").is_err());
         assert!(domain("*.example.org").is_err());
+        assert!(domain("a.b.c.d.e.f.example").is_ok());
+        assert!(domain("a.b.c.d.e.f.g.example").is_err());
     }
 }
