@@ -121,7 +121,9 @@ pub mod stat {
     /// ClientHellos vigie could not read (a field split across segments, lengths that do not
     /// add up): a blind spot.
     pub const SNI_UNREADABLE: u32 = 13;
-    pub const COUNT: u32 = 14;
+    /// STUN messages whose attributes named a vendor.
+    pub const STUN_RECOGNISED: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// Names for reports, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -139,5 +141,6 @@ pub mod stat {
         "sni_read",
         "sni_absent",
         "sni_unreadable",
+        "stun_recognised",
     ];
 }

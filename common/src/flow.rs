@@ -62,4 +62,7 @@ pub mod flags {
     pub const SNI_STARTED: u32 = 1 << 6;
     /// The event reports a flow whose service its TLS server name just told.
     pub const NAMED: u32 = 1 << 7;
+    /// A UDP flow whose first datagrams are still looked at for vendor STUN attributes
+    /// (`sni_seq` counts them).
+    pub const STUN_PENDING: u32 = 1 << 8;
 }

@@ -42,5 +42,6 @@ mod pod {
         counters::CounterValue,
         event::FlowEvent,
         sni::DomainKey,
+        sni::StunKey,
     );
 }

@@ -18,6 +18,8 @@ pub const DST_PREFIX_CAPACITY: u32 = 1 << 19;
 pub const MAX_DESTINATIONS: u32 = 1 << 12;
 /// Catalog domains over both slots (the server names of TLS ClientHellos are matched to them).
 pub const DOMAIN_CAPACITY: u32 = 1 << 13;
+/// Vendor STUN attribute types over both slots.
+pub const STUN_ATTRIBUTE_CAPACITY: u32 = 512;
 /// Source-group prefixes over both slots, IPv4 and IPv6 each.
 pub const SRC_PREFIX_CAPACITY: u32 = 1 << 14;
 /// Flows remembered at once; the least recently used is forgotten first.

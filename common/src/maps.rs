@@ -19,9 +19,11 @@ pub const SCRATCH: &str = "SCRATCH";
 pub const FRAMES: &str = "FRAMES";
 pub const DOMAINS: &str = "DOMAINS";
 pub const SNI_WORK: &str = "SNI_WORK";
+pub const STUN_ATTRS: &str = "STUN_ATTRS";
+pub const DECIDING: &str = "DECIDING";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 21] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -41,6 +43,8 @@ pub const ALL: [&str; 19] = [
     FRAMES,
     DOMAINS,
     SNI_WORK,
+    STUN_ATTRS,
+    DECIDING,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).

@@ -183,6 +183,7 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
         sources_v4: Vec::new(),
         sources_v6: Vec::new(),
         domains: Vec::new(),
+        stun_attributes: Vec::new(),
         digest: "bench".into(),
     }
 }

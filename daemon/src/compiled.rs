@@ -57,6 +57,8 @@ pub struct CompiledPolicy {
     /// Catalog domains, as (hash, service id) sorted by hash: TLS server names are matched to
     /// them (see `vigie_common::sni`).
     pub domains: Vec<(u64, u32)>,
+    /// Vendor STUN attribute types, as (type, service id) sorted by type.
+    pub stun_attributes: Vec<(u16, u32)>,
     /// Hex SHA-256 over the policy's source files (names and contents, sorted by name), so that
     /// an event can prove which policy decided.
     pub digest: String,

@@ -25,7 +25,7 @@ use vigie_common::{
         ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
         SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
     },
-    sni::DomainKey,
+    sni::{DomainKey, StunKey},
 };
 
 use crate::{
@@ -68,6 +68,7 @@ struct SlotImage {
     src_v4: SortedTable<PrefixV4Key, SourceGroup>,
     src_v6: SortedTable<PrefixV6Key, SourceGroup>,
     domains: SortedTable<DomainKey, u32>,
+    stun_attributes: SortedTable<StunKey, u32>,
 }
 
 type PrefixV4Key = (u32, PrefixV4);
@@ -85,6 +86,7 @@ pub struct DatapathMaps {
     src_v4: LpmTrie<MapData, PrefixV4, SourceGroup>,
     src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
     domains: BpfHashMap<MapData, DomainKey, u32>,
+    stun_attributes: BpfHashMap<MapData, StunKey, u32>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
     counter_cache: PerCpuArray<MapData, CounterRow>,
@@ -118,6 +120,7 @@ impl DatapathMaps {
             src_v4: typed!(ebpf, names::SRC_V4),
             src_v6: typed!(ebpf, names::SRC_V6),
             domains: typed!(ebpf, names::DOMAINS),
+            stun_attributes: typed!(ebpf, names::STUN_ATTRS),
             flows: typed!(ebpf, names::FLOWS),
             counters: typed!(ebpf, names::COUNTERS),
             counter_cache: typed!(ebpf, names::COUNTER_CACHE),
@@ -191,15 +194,18 @@ impl DatapathMaps {
         sync_trie(&mut self.dst_v6, &old.dst_v6, &new.dst_v6, names::DST_V6)?;
         sync_trie(&mut self.src_v4, &old.src_v4, &new.src_v4, names::SRC_V4)?;
         sync_trie(&mut self.src_v6, &old.src_v6, &new.src_v6, names::SRC_V6)?;
-        let (removed, written) = old.domains.changes(&new.domains);
-        for key in removed {
-            self.domains.remove(key).map_err(map_err(names::DOMAINS))?;
-        }
-        for (key, service) in written {
-            self.domains
-                .insert(key, service, 0)
-                .map_err(map_err(names::DOMAINS))?;
-        }
+        sync_hash(
+            &mut self.domains,
+            &old.domains,
+            &new.domains,
+            names::DOMAINS,
+        )?;
+        sync_hash(
+            &mut self.stun_attributes,
+            &old.stun_attributes,
+            &new.stun_attributes,
+            names::STUN_ATTRS,
+        )?;
         let base = slot * limits::MAX_RULES;
         for (index, rule) in policy.rules.iter().enumerate() {
             self.rules
@@ -254,19 +260,11 @@ impl DatapathMaps {
             dst_v6: read_trie(&self.dst_v6, slot, names::DST_V6)?,
             src_v4: read_trie(&self.src_v4, slot, names::SRC_V4)?,
             src_v6: read_trie(&self.src_v6, slot, names::SRC_V6)?,
-            domains: self.read_domains(slot)?,
+            domains: read_hash(&self.domains, names::DOMAINS, |k| k.slot == slot)?,
+            stun_attributes: read_hash(&self.stun_attributes, names::STUN_ATTRS, |k| {
+                k.slot == slot
+            })?,
         })
-    }
-
-    fn read_domains(&self, slot: u32) -> Result<SortedTable<DomainKey, u32>, MapsError> {
-        let mut entries = Vec::new();
-        for item in &self.domains {
-            let (key, service) = item.map_err(map_err(names::DOMAINS))?;
-            if key.slot == slot {
-                entries.push((key, service));
-            }
-        }
-        Ok(entries.into_iter().collect())
     }
 
     fn read_dst_v4(&self, slot: u32) -> Result<DstV4Table, MapsError> {
@@ -376,6 +374,11 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
             half(limits::DST_PREFIX_CAPACITY),
         ),
         (
+            "vendor STUN attributes",
+            policy.stun_attributes.len(),
+            half(limits::STUN_ATTRIBUTE_CAPACITY),
+        ),
+        (
             "catalog domains",
             policy.domains.len(),
             half(limits::DOMAIN_CAPACITY),
@@ -454,7 +457,51 @@ fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
                 (key, service)
             })
             .collect(),
+        stun_attributes: policy
+            .stun_attributes
+            .iter()
+            .map(|&(attribute, service)| {
+                let key = StunKey {
+                    slot,
+                    attribute: u32::from(attribute),
+                };
+                (key, service)
+            })
+            .collect(),
     }
+}
+
+/// Writes the differences between two images of a hash map's slot entries.
+fn sync_hash<K: aya::Pod + Ord>(
+    map: &mut BpfHashMap<MapData, K, u32>,
+    old: &SortedTable<K, u32>,
+    new: &SortedTable<K, u32>,
+    name: &'static str,
+) -> Result<(), MapsError> {
+    let (removed, written) = old.changes(new);
+    for key in removed {
+        map.remove(key).map_err(map_err(name))?;
+    }
+    for (key, value) in written {
+        map.insert(key, value, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+/// The entries of a hash map that `of_slot` keeps.
+fn read_hash<K: aya::Pod + Ord>(
+    map: &BpfHashMap<MapData, K, u32>,
+    name: &'static str,
+    of_slot: impl Fn(&K) -> bool,
+) -> Result<SortedTable<K, u32>, MapsError> {
+    let mut entries = Vec::new();
+    for item in map {
+        let (key, value) = item.map_err(map_err(name))?;
+        if of_slot(&key) {
+            entries.push((key, value));
+        }
+    }
+    Ok(entries.into_iter().collect())
 }
 
 fn sync_trie<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(

@@ -11,13 +11,16 @@ use vigie_common::{
     limits,
     matching::Subject,
     policy::ActivePolicy,
-    sni::status as sni_status,
+    sni::{NOT_STUN, STUN_DATAGRAMS, status as sni_status},
 };
 
 use crate::{
     decide,
-    headers::IPPROTO_TCP,
-    maps::{ACTIVE_POLICY, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS, bump},
+    headers::{IPPROTO_TCP, IPPROTO_UDP},
+    maps::{
+        ACTIVE_POLICY, DECIDING, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS,
+        bump,
+    },
     parse::{self, Packet, Parsed},
     report,
     sni::{self, LoadBytes},
@@ -146,6 +149,9 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             if reads_name(&cached, packet) {
                 return name_segment(ctx, key, packet, len, entry, cached, false);
             }
+            if reads_stun(&cached, packet) {
+                return stun_datagram(ctx, key, packet, (len, direction), entry, cached, false);
+            }
             count(&cached, len, false);
             return outcome(&cached, packet, direction);
         }
@@ -167,7 +173,12 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     } else if packet.proto == IPPROTO_TCP && direction == Direction::Outbound {
         first.flags |= flags::SNI_PENDING;
     }
-    let fresh = decide_flow(key, first, false);
+    let mut fresh = decide_flow(key, first, false);
+    // STUN is weaker evidence than an address: only a flow the address table does not know is
+    // looked at.
+    if packet.proto == IPPROTO_UDP && !packet.later_fragment && fresh.service == 0 {
+        fresh.flags |= flags::STUN_PENDING;
+    }
     if FLOWS.insert(key, &fresh, BPF_ANY).is_err() {
         bump(&STATS, stat::FLOW_INSERT_FAILED);
     }
@@ -181,6 +192,11 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     {
         return name_segment(ctx, key, packet, len, entry, fresh, true);
     }
+    if reads_stun(&fresh, packet)
+        && let Some(entry) = FLOWS.get_ptr_mut(key)
+    {
+        return stun_datagram(ctx, key, packet, (len, direction), entry, fresh, true);
+    }
     count(&fresh, len, true);
     outcome(&fresh, packet, direction)
 }
@@ -189,6 +205,64 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
 #[inline(always)]
 const fn reads_name(entry: &FlowEntry, packet: &Packet) -> bool {
     entry.flags & flags::SNI_PENDING != 0 && packet.payload_len > 0
+}
+
+/// Whether the packet is a datagram of a UDP flow still looked at for STUN attributes (a STUN
+/// message is at least its 20-byte header).
+#[inline(always)]
+const fn reads_stun(entry: &FlowEntry, packet: &Packet) -> bool {
+    entry.flags & flags::STUN_PENDING != 0 && packet.payload_len >= 20
+}
+
+/// One of the first datagrams of a UDP flow (either direction): a STUN message with a
+/// vendor's attribute tells the service. Weaker evidence: it never replaces a service the
+/// address or a server name told, nor overrides a rule that explicitly allowed the flow.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the packet's pieces, kept apart for the verifier"
+)]
+#[inline(always)]
+fn stun_datagram(
+    ctx: &impl LoadBytes,
+    key: &FlowKey,
+    packet: &Packet,
+    (len, direction): (u32, Direction),
+    entry: *mut FlowEntry,
+    cached: FlowEntry,
+    new_flow: bool,
+) -> Outcome {
+    let mut fresh = cached;
+    // `sni_seq` counts the datagrams looked at (no TLS walk on UDP).
+    fresh.sni_seq = cached.sni_seq.wrapping_add(1);
+    if fresh.sni_seq >= STUN_DATAGRAMS {
+        fresh.flags &= !flags::STUN_PENDING;
+    }
+    let mut service = 0;
+    if let Some(work) = sni::copy_payload(ctx, packet.payload_offset, packet.payload_len) {
+        // SAFETY: this CPU's work area, used only during this program run.
+        unsafe { (*work).slot = active_policy().slot };
+        let found = sni::vigie_stun_service();
+        let explicit_allow = cached.flags & flags::MATCHED != 0 && cached.action == action::ALLOW;
+        if found != NOT_STUN && found != 0 && cached.service == 0 && !explicit_allow {
+            bump(&STATS, stat::STUN_RECOGNISED);
+            service = found as u32;
+            let start = FlowEntry {
+                service,
+                evidence: evidence::STUN,
+                classes: cached.classes,
+                flags: cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT),
+                ..FlowEntry::default()
+            };
+            fresh = decide_flow(key, start, true);
+        }
+    }
+    // SAFETY: a value of the flow map (see `ip_packet`).
+    unsafe { *entry = fresh };
+    count(&fresh, len, new_flow);
+    if service != 0 && fresh.flags & flags::MATCHED != 0 {
+        report::event(key, &fresh, flags::NAMED, len);
+    }
+    outcome(&fresh, packet, direction)
 }
 
 /// A segment of a flow whose ClientHello is being read (see `sni`): advances the walk, and
@@ -282,17 +356,49 @@ fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
     decide_flow(key, start, kept)
 }
 
-/// Decides under one whole policy: if a swap happened while deciding (the generation moved),
-/// decides again, so that no verdict mixes two policies.
+/// Decides the flow whose key is in `SCRATCH`, from `start`, under one whole policy (see
+/// `vigie_decide`). `key` is that scratch entry.
 #[inline(always)]
 fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntry {
+    let _ = key;
+    let Some(slot) = DECIDING.get_ptr_mut(0) else {
+        return failure_entry(start);
+    };
+    // SAFETY: this CPU's entry, used only during this program run.
+    unsafe {
+        *slot = start;
+        vigie_decide(u64::from(keep_evidence));
+        *slot
+    }
+}
+
+/// Decides the flow whose key is in `SCRATCH` from the entry in `DECIDING` (evidence kept if
+/// `keep_evidence`), and writes the verdict back there, under one whole policy: if a swap
+/// happened while deciding (the generation moved), it decides again, so that no verdict mixes
+/// two policies.
+///
+/// A global BPF function, verified once: the classifier reaches a decision from many places
+/// (a new flow, a stale verdict, a server name, a STUN message), and the verifier would
+/// otherwise walk the decision again from each of them.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_decide(keep_evidence: u64) -> u64 {
+    let (Some(scratch), Some(slot)) = (SCRATCH.get_ptr(0), DECIDING.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: this CPU's entries, valid for the program run. The entry is worked on in place:
+    // this function's stack adds to the classifier's and the rule walk's, under the kernel's
+    // 512 bytes for a chain of calls.
+    let (key, entry) = unsafe { (&*scratch, &mut *slot) };
+    let (service, evidence_kind, classes, start_flags) =
+        (entry.service, entry.evidence, entry.classes, entry.flags);
     for _ in 0..limits::MAX_DECIDE_ATTEMPTS {
         let active = active_policy();
         let Some(settings) = SETTINGS.get(active.slot) else {
             break;
         };
-        let mut entry = start;
-        if !keep_evidence {
+        entry.flags = start_flags;
+        if keep_evidence == 0 {
             let found = decide::destination(active.slot, key);
             entry.service = found.service;
             entry.classes = found.classes;
@@ -301,6 +407,10 @@ fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntr
             } else {
                 evidence::ADDRESS
             };
+        } else {
+            entry.service = service;
+            entry.classes = classes;
+            entry.evidence = evidence_kind;
         }
         entry.group = decide::source_group(active.slot, key);
         let subject = Subject {
@@ -322,12 +432,20 @@ fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntr
             entry.flags |= flags::MONITOR_MODE;
         }
         if active_policy().generation == active.generation {
-            return entry;
+            return 1;
         }
         bump(&STATS, stat::DECISION_RETRIED);
     }
     // Swaps kept overtaking the decision (the daemon spaces them out, so this is not expected):
     // the failure behaviour decides, and the next packet decides again.
+    entry.flags = start_flags;
+    entry.rule = rule_no::NO_POLICY;
+    entry.action = FAILURE_ACTION.load();
+    1
+}
+
+#[inline(always)]
+fn failure_entry(start: FlowEntry) -> FlowEntry {
     let mut entry = start;
     entry.rule = rule_no::NO_POLICY;
     entry.action = FAILURE_ACTION.load();

@@ -16,7 +16,7 @@ use vigie_common::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
         Rule, Settings, SourceGroup,
     },
-    sni::{DomainKey, SniWork},
+    sni::{DomainKey, SniWork, StunKey},
 };
 
 /// Which slot holds the policy in force, and its generation (one entry).
@@ -106,9 +106,18 @@ pub static FRAMES: PerCpuArray<Frame> = PerCpuArray::with_max_entries(2, 0);
 pub static DOMAINS: HashMap<DomainKey, u32> =
     HashMap::with_max_entries(limits::DOMAIN_CAPACITY, BPF_F_NO_PREALLOC);
 
+/// Vendor STUN attribute types by slot, to their service.
+#[map]
+pub static STUN_ATTRS: HashMap<StunKey, u32> =
+    HashMap::with_max_entries(limits::STUN_ATTRIBUTE_CAPACITY, BPF_F_NO_PREALLOC);
+
 /// The ClientHello walk's work area (one per CPU).
 #[map]
 pub static SNI_WORK: PerCpuArray<SniWork> = PerCpuArray::with_max_entries(1, 0);
+
+/// The flow entry being decided (one per CPU), in and out of `vigie_decide`.
+#[map]
+pub static DECIDING: PerCpuArray<FlowEntry> = PerCpuArray::with_max_entries(1, 0);
 
 /// Indices of `FRAMES`.
 pub mod frame {

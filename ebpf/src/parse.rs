@@ -32,8 +32,8 @@ pub struct Packet {
     /// Where the IP header starts, and whether a PPPoE session carries it: what an answer to
     /// the packet needs (see `vigie_common::answer`).
     pub layout: Layout,
-    /// TCP: the sequence number, and where the payload lies (offset from the frame's start,
-    /// length by the IP header's lengths, cut to the frame). Zero for other protocols.
+    /// TCP: the sequence number. TCP and UDP: where the payload lies (offset from the frame's
+    /// start, length by the IP header's lengths, cut to the frame). Zero for other protocols.
     pub seq: u32,
     pub payload_offset: u32,
     pub payload_len: u32,
@@ -207,10 +207,17 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
                 .saturating_sub(packet.payload_offset);
         }
         IPPROTO_UDP => {
+            let start = (cursor.position() - data) as u32;
             let ports: Ports = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
             let _: UdpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
+            let frame_end = (cursor.end() - data) as u32;
+            packet.payload_offset = start + 8;
+            packet.payload_len = packet
+                .ip_end
+                .min(frame_end)
+                .saturating_sub(packet.payload_offset);
         }
         // ICMP, ICMPv6 and other protocols are classified by address only.
         _ => {}

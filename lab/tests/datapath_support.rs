@@ -230,6 +230,7 @@ impl PolicySpec {
                 (net6("fd00:1::/32"), FINANCE),
                 (net6("fd00:2::/32"), RESEARCH),
             ],
+            stun_attributes: vec![(0x0101, ZOOM), (0x0103, ZOOM)],
             domains: vec![
                 (domain_hash(b"zoom.us"), ZOOM),
                 (domain_hash(b"visio.numerique.gouv.fr"), VISIO),

@@ -19,6 +19,8 @@ pub(super) struct ServiceFile {
     pub domains: Vec<Spanned<String>>,
     #[serde(default)]
     pub asns: Vec<u32>,
+    #[serde(default)]
+    pub stun_attributes: Vec<u16>,
     pub source: SourceTable,
     #[serde(default)]
     pub ports: Vec<PortsTable>,

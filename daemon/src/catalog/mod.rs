@@ -34,6 +34,9 @@ pub struct Service {
     pub sovereign: bool,
     pub domains: Vec<String>,
     pub asns: Vec<u32>,
+    /// STUN attribute types only this vendor's clients send (weaker evidence than an address
+    /// or a server name).
+    pub stun_attributes: Vec<u16>,
     pub source: Provenance,
     pub ports: Vec<ServicePorts>,
     /// Each prefix with the place it is written, for diagnostics that name both claimants.
@@ -185,6 +188,7 @@ fn validate(
         sovereign: file.sovereign,
         domains,
         asns: file.asns,
+        stun_attributes: file.stun_attributes,
         source: Provenance {
             vendor: file.source.vendor.into_inner(),
             retrieved,

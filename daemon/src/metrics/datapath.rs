@@ -36,6 +36,7 @@ struct Families {
     events_lost: IntCounterVec,
     rejects: IntCounterVec,
     server_names: IntCounterVec,
+    stun: IntCounterVec,
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     catalog_age: IntGaugeVec,
@@ -96,6 +97,11 @@ impl Families {
                  encrypted), or unreadable (a blind spot).",
                 &["result"],
             ),
+            stun: counter(
+                "vigie_stun_recognised_total",
+                "UDP flows that no address explained, told by a vendor's STUN attribute.",
+                &[],
+            ),
             map_entries: gauge(
                 "vigie_map_entries",
                 "Entries in a datapath map (tries: the policy in force).",
@@ -119,7 +125,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 12] {
+    fn all(&self) -> [&dyn Collector; 13] {
         [
             &self.up,
             &self.packets,
@@ -129,6 +135,7 @@ impl Families {
             &self.events_lost,
             &self.rejects,
             &self.server_names,
+            &self.stun,
             &self.map_entries,
             &self.map_capacity,
             &self.catalog_age,
@@ -225,6 +232,9 @@ impl DatapathCollector {
         f.rejects
             .with_label_values(&["none"])
             .inc_by(stats[stat::REJECTS_DROPPED as usize]);
+        f.stun
+            .with_label_values::<&str>(&[])
+            .inc_by(stats[stat::STUN_RECOGNISED as usize]);
         for (result, index) in [
             ("read", stat::SNI_READ),
             ("absent", stat::SNI_ABSENT),

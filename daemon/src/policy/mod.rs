@@ -227,8 +227,20 @@ fn assemble(
         sources_v4: body.groups.sources_v4,
         sources_v6: body.groups.sources_v6,
         domains: domain_table(catalog),
+        stun_attributes: stun_table(catalog),
         digest,
     }
+}
+
+/// Each vendor STUN attribute with its service; one listed by two services goes to the first.
+fn stun_table(catalog: &Catalog) -> Vec<(u16, u32)> {
+    let mut table: Vec<(u16, u32)> = catalog
+        .services()
+        .flat_map(|(id, s)| s.stun_attributes.iter().map(move |&a| (a, id)))
+        .collect();
+    table.sort_unstable();
+    table.dedup_by_key(|&mut (attribute, _)| attribute);
+    table
 }
 
 /// Each catalog domain's hash with its service; a domain two services list goes to the first.
