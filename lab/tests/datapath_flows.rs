@@ -177,7 +177,12 @@ fn flow_opened_from_the_remote_side_is_judged_by_the_remote_address() {
         (entry.service, entry.group, entry.rule),
         (0, RESEARCH, rule_no::DEFAULT)
     );
-    assert_eq!(entry.flags, flags::FROM_REMOTE, "{entry:?}");
+    // A UDP flow that no address explains is looked at for STUN.
+    assert_eq!(
+        entry.flags,
+        flags::FROM_REMOTE | flags::STUN_PENDING,
+        "{entry:?}"
+    );
     assert!(
         sandbox.drain_events().is_empty(),
         "a default verdict was reported"
