@@ -15,11 +15,12 @@ pub mod maps;
 pub mod matching;
 pub mod policy;
 pub mod sni;
+pub mod stun;
 
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` lets the daemon read and write these types in maps.
-    use crate::{counters, event, flow, policy, sni};
+    use crate::{counters, event, flow, policy, sni, stun};
     macro_rules! pod {
         ($($t:ty),* $(,)?) => { $(
             // SAFETY: every listed type is #[repr(C)], made only of integers and byte arrays,
@@ -42,6 +43,6 @@ mod pod {
         counters::CounterValue,
         event::FlowEvent,
         sni::DomainKey,
-        sni::StunKey,
+        stun::StunKey,
     );
 }

@@ -11,7 +11,8 @@ use vigie_common::{
     limits,
     matching::Subject,
     policy::ActivePolicy,
-    sni::{NOT_STUN, STUN_DATAGRAMS, status as sni_status},
+    sni::status as sni_status,
+    stun::{NOT_STUN, STUN_DATAGRAMS},
 };
 
 use crate::{
@@ -24,6 +25,7 @@ use crate::{
     parse::{self, Packet, Parsed},
     report,
     sni::{self, LoadBytes},
+    stun,
 };
 
 /// Which way the packet travels relative to the internal hosts.
@@ -241,7 +243,7 @@ fn stun_datagram(
     if let Some(work) = sni::copy_payload(ctx, packet.payload_offset, packet.payload_len) {
         // SAFETY: this CPU's work area, used only during this program run.
         unsafe { (*work).slot = active_policy().slot };
-        let found = sni::vigie_stun_service();
+        let found = stun::vigie_stun_service();
         let explicit_allow = cached.flags & flags::MATCHED != 0 && cached.action == action::ALLOW;
         if found != NOT_STUN && found != 0 && cached.service == 0 && !explicit_allow {
             bump(&STATS, stat::STUN_RECOGNISED);

@@ -24,6 +24,7 @@ mod parse;
 mod reject;
 mod report;
 mod sni;
+mod stun;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},

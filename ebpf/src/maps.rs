@@ -16,7 +16,8 @@ use vigie_common::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
         Rule, Settings, SourceGroup,
     },
-    sni::{DomainKey, SniWork, StunKey},
+    sni::{DomainKey, SniWork},
+    stun::StunKey,
 };
 
 /// Which slot holds the policy in force, and its generation (one entry).

@@ -18,13 +18,13 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use vigie_common::sni::{
-    DomainKey, MAX_EXTENSIONS_PER_SEGMENT, MAX_NAME, MAX_STUN_ATTRIBUTES, MAX_SUFFIXES, NOT_STUN,
-    PAYLOAD_BYTES, SniWork, StunKey, extend, next_power, status,
+    DomainKey, MAX_EXTENSIONS_PER_SEGMENT, MAX_NAME, MAX_SUFFIXES, PAYLOAD_BYTES, SniWork, extend,
+    next_power, status,
 };
 
-use crate::maps::{DOMAINS, SNI_WORK, STUN_ATTRS};
+use crate::maps::{DOMAINS, SNI_WORK};
 
-const MASK: usize = PAYLOAD_BYTES - 1;
+pub const MASK: usize = PAYLOAD_BYTES - 1;
 const TLS_HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_NAME: u16 = 0;
@@ -77,12 +77,12 @@ pub fn copy_payload(packet: &impl LoadBytes, offset: u32, len: u32) -> Option<*m
 }
 
 #[inline(always)]
-fn byte(w: &SniWork, at: usize) -> u8 {
+pub fn byte(w: &SniWork, at: usize) -> u8 {
     w.payload[at & MASK]
 }
 
 #[inline(always)]
-fn be16(w: &SniWork, at: usize) -> usize {
+pub fn be16(w: &SniWork, at: usize) -> usize {
     (usize::from(byte(w, at)) << 8) | usize::from(byte(w, at + 1))
 }
 
@@ -251,48 +251,3 @@ pub extern "C" fn vigie_sni_service(at: u64, len: u64) -> u64 {
     }
     0
 }
-
-/// The service whose vendor STUN attribute the datagram in the work area carries: 0 for a
-/// STUN message without one, `NOT_STUN` for anything else (RFC 8489: two zero bits, a length
-/// that is a multiple of four and fits, the magic cookie).
-///
-/// A global BPF function, verified once.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vigie_stun_service() -> u64 {
-    let Some(work) = SNI_WORK.get_ptr(0) else {
-        return NOT_STUN;
-    };
-    // SAFETY: this CPU's work area, valid for the program run.
-    let w = unsafe { &*work };
-    let len = (w.len as usize).min(PAYLOAD_BYTES);
-    if len < 20 || byte(w, 0) & 0xc0 != 0 {
-        return NOT_STUN;
-    }
-    let cookie = (be16(w, 4) << 16) | be16(w, 6);
-    let body = be16(w, 2);
-    if cookie != STUN_MAGIC_COOKIE || !body.is_multiple_of(4) || 20 + body > len {
-        return NOT_STUN;
-    }
-    let end = 20 + body;
-    let mut key = StunKey {
-        slot: w.slot & 1,
-        attribute: 0,
-    };
-    let mut at = 20usize;
-    for _ in 0..MAX_STUN_ATTRIBUTES {
-        if at + 4 > end {
-            break;
-        }
-        key.attribute = be16(w, at) as u32;
-        if let Some(service) = STUN_ATTRS.get_ptr(&key) {
-            // SAFETY: a map value pointer, valid for this program run.
-            return u64::from(unsafe { *service });
-        }
-        // Values are padded to four bytes.
-        at = (at + 4 + ((be16(w, at + 2) + 3) & !3)) & MASK;
-    }
-    0
-}
-
-const STUN_MAGIC_COOKIE: usize = 0x2112_a442;
