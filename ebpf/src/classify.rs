@@ -157,7 +157,7 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             count(&cached, len, false);
             return outcome(&cached, packet, direction);
         }
-        let fresh = redecide(key, &cached);
+        let fresh = redecide(&cached);
         // SAFETY: as above.
         unsafe { *entry = fresh };
         count(&fresh, len, false);
@@ -175,7 +175,7 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     } else if packet.proto == IPPROTO_TCP && direction == Direction::Outbound {
         first.flags |= flags::SNI_PENDING;
     }
-    let mut fresh = decide_flow(key, first, false);
+    let mut fresh = decide_flow(first, false);
     // STUN is weaker evidence than an address: only a flow the address table does not know is
     // looked at.
     if packet.proto == IPPROTO_UDP && !packet.later_fragment && fresh.service == 0 {
@@ -248,14 +248,7 @@ fn stun_datagram(
         if found != NOT_STUN && found != 0 && cached.service == 0 && !explicit_allow {
             bump(&STATS, stat::STUN_RECOGNISED);
             service = found as u32;
-            let start = FlowEntry {
-                service,
-                evidence: evidence::STUN,
-                classes: cached.classes,
-                flags: cached.flags & (flags::FROM_REMOTE | flags::FRAGMENT),
-                ..FlowEntry::default()
-            };
-            fresh = decide_flow(key, start, true);
+            fresh = learned(&cached, cached.flags, service, evidence::STUN);
         }
     }
     // SAFETY: a value of the flow map (see `ip_packet`).
@@ -310,14 +303,7 @@ fn name_segment(
             bump(&STATS, stat::SNI_READ);
             fresh.flags = done;
             if service != 0 {
-                let start = FlowEntry {
-                    service,
-                    evidence: evidence::SNI,
-                    classes: cached.classes,
-                    flags: done & (flags::FROM_REMOTE | flags::FRAGMENT),
-                    ..FlowEntry::default()
-                };
-                fresh = decide_flow(key, start, true);
+                fresh = learned(&cached, done, service, evidence::SNI);
             }
         }
         sni_status::NO_NAME => {
@@ -341,7 +327,7 @@ fn name_segment(
 
 /// A stale verdict: decide again under the policy in force, keeping learned evidence.
 #[inline(always)]
-fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
+fn redecide(cached: &FlowEntry) -> FlowEntry {
     let kept = evidence::is_learned(cached.evidence);
     let mut start = FlowEntry {
         flags: cached.flags
@@ -355,14 +341,27 @@ fn redecide(key: &FlowKey, cached: &FlowEntry) -> FlowEntry {
         start.evidence = cached.evidence;
         start.classes = cached.classes;
     }
-    decide_flow(key, start, kept)
+    decide_flow(start, kept)
+}
+
+/// The flow decided again now that its packets told its `service` (`how`: a server name, a
+/// STUN attribute): the address's classes stay, the flags keep only what the packets said.
+#[inline(always)]
+fn learned(cached: &FlowEntry, flags_now: u32, service: u32, how: u32) -> FlowEntry {
+    let start = FlowEntry {
+        service,
+        evidence: how,
+        classes: cached.classes,
+        flags: flags_now & (flags::FROM_REMOTE | flags::FRAGMENT),
+        ..FlowEntry::default()
+    };
+    decide_flow(start, true)
 }
 
 /// Decides the flow whose key is in `SCRATCH`, from `start`, under one whole policy (see
-/// `vigie_decide`). `key` is that scratch entry.
+/// `vigie_decide`).
 #[inline(always)]
-fn decide_flow(key: &FlowKey, start: FlowEntry, keep_evidence: bool) -> FlowEntry {
-    let _ = key;
+fn decide_flow(start: FlowEntry, keep_evidence: bool) -> FlowEntry {
     let Some(slot) = DECIDING.get_ptr_mut(0) else {
         return failure_entry(start);
     };

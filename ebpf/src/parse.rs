@@ -186,6 +186,14 @@ fn extension(cursor: &mut Cursor, kind: u8, packet: &mut Packet) -> Result<u8, u
     Ok(start.next_header)
 }
 
+/// The payload starts at `offset`; its length is what the IP length leaves after it, and no
+/// more than the frame (ending at `frame_end`) holds.
+#[inline(always)]
+fn set_payload(packet: &mut Packet, offset: u32, frame_end: u32) {
+    packet.payload_offset = offset;
+    packet.payload_len = packet.ip_end.min(frame_end).saturating_sub(offset);
+}
+
 #[inline(always)]
 fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<(), u32> {
     match packet.proto {
@@ -196,15 +204,9 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
             packet.seq = u32::from_be_bytes(rest.seq);
-            // Data offset in 32-bit words (at least 5); the payload is what the IP length
-            // leaves after the header, and no more than the frame holds.
+            // Data offset in 32-bit words (at least 5).
             let header = u32::from(rest.offset_flags[0] >> 4) * 4;
-            let frame_end = (cursor.end() - data) as u32;
-            packet.payload_offset = start + header;
-            packet.payload_len = packet
-                .ip_end
-                .min(frame_end)
-                .saturating_sub(packet.payload_offset);
+            set_payload(packet, start + header, (cursor.end() - data) as u32);
         }
         IPPROTO_UDP => {
             let start = (cursor.position() - data) as u32;
@@ -212,12 +214,7 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             let _: UdpRest = cursor.read().ok_or(reason::TRUNCATED_TRANSPORT)?;
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
-            let frame_end = (cursor.end() - data) as u32;
-            packet.payload_offset = start + 8;
-            packet.payload_len = packet
-                .ip_end
-                .min(frame_end)
-                .saturating_sub(packet.payload_offset);
+            set_payload(packet, start + 8, (cursor.end() - data) as u32);
         }
         // ICMP, ICMPv6 and other protocols are classified by address only.
         _ => {}
