@@ -38,6 +38,10 @@ fn clients_are_refused_at_once(hook: Hook) {
     let mark = lab.peers.arrivals().len();
     let specs = lab.specs(&BLOCKED_SERVICES, &[Proto::Tcp, Proto::Udp], PROBE_TIMEOUT);
     let results = lab.probe(&specs);
+    // What each client saw, with how long the refusal took (kept in the test's output).
+    for r in &results {
+        eprintln!("{hook}: {r}");
+    }
     let not_refused: Vec<String> = results
         .iter()
         .filter(|r| r.passed || !r.detail.contains(" refused after "))
