@@ -123,7 +123,26 @@ pub mod stat {
     pub const SNI_UNREADABLE: u32 = 13;
     /// STUN messages whose attributes named a vendor.
     pub const STUN_RECOGNISED: u32 = 14;
-    pub const COUNT: u32 = 15;
+    /// ClientHellos that carried an Encrypted Client Hello extension ahead of the server
+    /// name (the name read is then only the outer, public one): a blind spot.
+    pub const SNI_ENCRYPTED: u32 = 15;
+    /// Payloads (DNS responses, QUIC Initials) the daemon could not be given: ring full.
+    pub const PAYLOADS_LOST: u32 = 16;
+    /// DNS responses handed to the daemon for learning.
+    pub const DNS_RESPONSES: u32 = 17;
+    /// QUIC client datagrams handed to the daemon for their server name.
+    pub const QUIC_INITIALS: u32 = 18;
+    /// QUIC flows of a version vigie cannot decrypt: a blind spot.
+    pub const QUIC_UNKNOWN_VERSION: u32 = 19;
+    /// Server datagrams held back while the daemon read a QUIC flow's name.
+    pub const QUIC_HELD: u32 = 20;
+    /// QUIC flows whose name the daemon did not tell in time: they went on as their address
+    /// decided (a blind spot).
+    pub const QUIC_TIMED_OUT: u32 = 21;
+    /// New flows to a well-known encrypted DNS resolver (DNS over HTTPS, TLS or QUIC): names
+    /// vigie cannot learn from (a blind spot).
+    pub const ENCRYPTED_DNS: u32 = 22;
+    pub const COUNT: u32 = 23;
 
     /// Names for reports, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -142,5 +161,13 @@ pub mod stat {
         "sni_absent",
         "sni_unreadable",
         "stun_recognised",
+        "sni_encrypted",
+        "payloads_lost",
+        "dns_responses",
+        "quic_initials",
+        "quic_unknown_version",
+        "quic_held",
+        "quic_timed_out",
+        "encrypted_dns",
     ];
 }

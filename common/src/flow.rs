@@ -38,7 +38,8 @@ pub struct FlowEntry {
     /// Bits of `flags` below.
     pub flags: u32,
     /// While `flags::SNI_PENDING`: the TCP sequence number of the ClientHello's next extension
-    /// header, and of the end of its extensions (see `sni`).
+    /// header, and of the end of its extensions (see `sni`). UDP flows use them as
+    /// `flags::STUN_PENDING` and `flags::QUIC_PENDING` say.
     pub sni_seq: u32,
     pub sni_end: u32,
     pub pad: u32,
@@ -65,4 +66,8 @@ pub mod flags {
     /// A UDP flow whose first datagrams are still looked at for vendor STUN attributes
     /// (`sni_seq` counts them).
     pub const STUN_PENDING: u32 = 1 << 8;
+    /// A QUIC flow whose client Initials went to the daemon, which has not told its server
+    /// name yet: the server's datagrams are held back until it does, or until `sni_end` (the
+    /// deadline, see `quic`). `sni_seq` counts the client datagrams handed over.
+    pub const QUIC_PENDING: u32 = 1 << 9;
 }

@@ -10,17 +10,20 @@ pub mod answer;
 pub mod counters;
 pub mod event;
 pub mod flow;
+pub mod learned;
 pub mod limits;
 pub mod maps;
 pub mod matching;
+pub mod payload;
 pub mod policy;
+pub mod quic;
 pub mod sni;
 pub mod stun;
 
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` lets the daemon read and write these types in maps.
-    use crate::{counters, event, flow, policy, sni, stun};
+    use crate::{counters, event, flow, learned, policy, sni, stun};
     macro_rules! pod {
         ($($t:ty),* $(,)?) => { $(
             // SAFETY: every listed type is #[repr(C)], made only of integers and byte arrays,
@@ -44,5 +47,7 @@ mod pod {
         event::FlowEvent,
         sni::DomainKey,
         stun::StunKey,
+        learned::LearnedKey,
+        learned::LearnedEndpoint,
     );
 }

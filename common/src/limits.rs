@@ -32,6 +32,14 @@ pub const COUNTER_CACHE_ROWS: u32 = 1 << 12;
 /// Bytes of the flow-event ring buffer (a power of two, a multiple of the page size).
 pub const EVENT_RING_BYTES: u32 = 1 << 20;
 
+/// Bytes of the payload ring (DNS responses and QUIC Initials for the daemon; a power of two).
+pub const PAYLOAD_RING_BYTES: u32 = 1 << 22;
+/// Endpoints learned from DNS, over both slots; the least recently used is forgotten first
+/// when full (the daemon keeps each slot under its configured bound well before that).
+pub const LEARNED_CAPACITY: u32 = 1 << 17;
+/// Well-known encrypted DNS resolver addresses.
+pub const RESOLVER_CAPACITY: u32 = 256;
+
 /// VLAN tags parsed (802.1Q and 802.1ad, QinQ).
 pub const MAX_VLAN_TAGS: u32 = 2;
 /// IPv6 extension headers walked before the packet counts as unparsable.

@@ -21,9 +21,12 @@ pub const DOMAINS: &str = "DOMAINS";
 pub const SNI_WORK: &str = "SNI_WORK";
 pub const STUN_ATTRS: &str = "STUN_ATTRS";
 pub const DECIDING: &str = "DECIDING";
+pub const PAYLOADS: &str = "PAYLOADS";
+pub const LEARNED: &str = "LEARNED";
+pub const RESOLVERS: &str = "RESOLVERS";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 24] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -45,6 +48,9 @@ pub const ALL: [&str; 21] = [
     SNI_WORK,
     STUN_ATTRS,
     DECIDING,
+    PAYLOADS,
+    LEARNED,
+    RESOLVERS,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).

@@ -107,5 +107,6 @@ pub struct SniWork {
     pub service: u32,
     /// Label starts seen so far in the name being matched (the suffix ring's count).
     pub kept: u32,
-    pub pad: u32,
+    /// Out: 1 if an Encrypted Client Hello extension came before the server name.
+    pub ech: u32,
 }

@@ -10,7 +10,9 @@ use vigie_common::{
     flow::{FlowEntry, FlowKey, flags},
     limits,
     matching::Subject,
+    payload::DNS_PORT,
     policy::ActivePolicy,
+    quic,
     sni::status as sni_status,
     stun::{NOT_STUN, STUN_DATAGRAMS},
 };
@@ -23,6 +25,7 @@ use crate::{
         bump,
     },
     parse::{self, Packet, Parsed},
+    payload::{self, handed},
     report,
     sni::{self, LoadBytes},
     stun,
@@ -143,10 +146,22 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             Outcome::Pass
         };
     }
+    // A DNS server's answer: the daemon learns the addresses of catalog names from it. The
+    // packet itself is judged like any other.
+    if direction == Direction::Reply
+        && key.remote_port == DNS_PORT
+        && packet.payload_len > 0
+        && (packet.proto == IPPROTO_UDP || packet.proto == IPPROTO_TCP)
+    {
+        payload::dns(ctx, packet, packet.proto == IPPROTO_TCP);
+    }
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
         // make this packet count under the previous verdict.
         let cached = unsafe { *entry };
+        if cached.flags & flags::QUIC_PENDING != 0 && quic_held(ctx, packet, direction, entry) {
+            return Outcome::Drop;
+        }
         if cached.generation == active.generation {
             if reads_name(&cached, packet) {
                 return name_segment(ctx, key, packet, len, entry, cached, false);
@@ -181,6 +196,9 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if packet.proto == IPPROTO_UDP && !packet.later_fragment && fresh.service == 0 {
         fresh.flags |= flags::STUN_PENDING;
     }
+    if direction == Direction::Outbound && !packet.later_fragment {
+        first_outbound(ctx, packet, &mut fresh);
+    }
     if FLOWS.insert(key, &fresh, BPF_ANY).is_err() {
         bump(&STATS, stat::FLOW_INSERT_FAILED);
     }
@@ -201,6 +219,66 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     }
     count(&fresh, len, true);
     outcome(&fresh, packet, direction)
+}
+
+/// The first packet of a flow from the LAN: a QUIC client Initial goes to the daemon, which
+/// reads its server name, unless the flow is already blocked or a rule explicitly allows it
+/// (an allowed flow is not held back); a flow to a well-known encrypted DNS resolver is
+/// counted, a blind spot.
+#[inline(always)]
+fn first_outbound(ctx: &impl LoadBytes, packet: &Packet, fresh: &mut FlowEntry) {
+    if decide::vigie_encrypted_dns() != 0 {
+        bump(&STATS, stat::ENCRYPTED_DNS);
+    }
+    let explicit_allow = fresh.flags & flags::MATCHED != 0 && fresh.action == action::ALLOW;
+    if packet.proto != IPPROTO_UDP
+        || packet.payload_len < quic::MIN_CLIENT_DATAGRAM
+        || explicit_allow
+        || action::blocks(effective_action(fresh))
+    {
+        return;
+    }
+    if payload::quic(ctx, packet, true) == handed::HANDED {
+        fresh.flags = (fresh.flags & !flags::STUN_PENDING) | flags::QUIC_PENDING;
+        fresh.sni_seq = 1;
+        fresh.sni_end = payload::now_units().wrapping_add(quic::HOLD_UNITS);
+    }
+}
+
+/// A packet of a QUIC flow whose name the daemon is reading: whether it is held back. The
+/// client's datagrams pass (the first few go to the daemon too: a ClientHello may span
+/// several); the server's are held back until the daemon tells the name (it then clears the
+/// flag and the flow is decided again), so that a blocked connection never completes its
+/// handshake. Past the deadline the flag is cleared and the flow goes on as its address
+/// decided. The entry is changed field by field: the daemon replaces the whole entry when it
+/// has read the name, and that write must not be undone by a copy taken before it.
+#[inline(always)]
+fn quic_held(
+    ctx: &impl LoadBytes,
+    packet: &Packet,
+    direction: Direction,
+    entry: *mut FlowEntry,
+) -> bool {
+    // SAFETY: a value of the flow map (see `ip_packet`).
+    let (handed_over, deadline) = unsafe { ((*entry).sni_seq, (*entry).sni_end) };
+    if direction == Direction::Outbound {
+        if handed_over < quic::CLIENT_DATAGRAMS
+            && packet.payload_len > 0
+            && payload::quic(ctx, packet, false) == handed::HANDED
+        {
+            // SAFETY: as above.
+            unsafe { (*entry).sni_seq = handed_over + 1 };
+        }
+        return false;
+    }
+    if (payload::now_units().wrapping_sub(deadline) as i32) < 0 {
+        bump(&STATS, stat::QUIC_HELD);
+        return true;
+    }
+    bump(&STATS, stat::QUIC_TIMED_OUT);
+    // SAFETY: as above.
+    unsafe { (*entry).flags &= !flags::QUIC_PENDING };
+    false
 }
 
 /// Whether the packet is a segment of a flow whose ClientHello is still to be read.
@@ -290,6 +368,10 @@ fn name_segment(
         (*work).slot = active_policy().slot;
     }
     let step = sni::vigie_sni_step() as u32;
+    // SAFETY: this CPU's work area.
+    if unsafe { (*work).ech } != 0 {
+        bump(&STATS, stat::SNI_ENCRYPTED);
+    }
     // SAFETY: as above.
     let (next_seq, end_seq, service) =
         unsafe { ((*work).next_seq, (*work).end_seq, (*work).service) };
@@ -331,7 +413,11 @@ fn redecide(cached: &FlowEntry) -> FlowEntry {
     let kept = evidence::is_learned(cached.evidence);
     let mut start = FlowEntry {
         flags: cached.flags
-            & (flags::FROM_REMOTE | flags::FRAGMENT | flags::SNI_PENDING | flags::SNI_STARTED),
+            & (flags::FROM_REMOTE
+                | flags::FRAGMENT
+                | flags::SNI_PENDING
+                | flags::SNI_STARTED
+                | flags::QUIC_PENDING),
         sni_seq: cached.sni_seq,
         sni_end: cached.sni_end,
         ..FlowEntry::default()
@@ -403,11 +489,10 @@ pub extern "C" fn vigie_decide(keep_evidence: u64) -> u64 {
             let found = decide::destination(active.slot, key);
             entry.service = found.service;
             entry.classes = found.classes;
-            entry.evidence = if found.service == 0 {
-                evidence::NONE
-            } else {
-                evidence::ADDRESS
-            };
+            entry.evidence = found.evidence;
+            if found.service == 0 {
+                decide::vigie_learned(u64::from(active.slot));
+            }
         } else {
             entry.service = service;
             entry.classes = classes;

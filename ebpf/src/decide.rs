@@ -1,10 +1,11 @@
 //! From a flow's evidence to a verdict under one policy slot: the source group, then the
 //! ordered rules, first match wins, then the policy's default.
 
-use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use vigie_common::{
-    action::rule as rule_no,
+    action::{evidence, rule as rule_no},
     flow::FlowKey,
+    learned::LearnedKey,
     limits,
     matching::{Subject, matches},
     policy::{
@@ -13,12 +14,59 @@ use vigie_common::{
     },
 };
 
-use crate::maps::{DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, RULES, SRC_V4, SRC_V6};
+use crate::maps::{
+    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, RESOLVERS, RULES, SCRATCH,
+    SRC_V4, SRC_V6,
+};
 
-/// What the address table says of the remote side.
+/// What the address table (or DNS) says of the remote side.
 pub struct AddressEvidence {
     pub service: u32,
     pub classes: u64,
+    /// `evidence::ADDRESS`, `evidence::DNS`, or `evidence::NONE` without a service.
+    pub evidence: u32,
+}
+
+/// What DNS taught of the remote address of the flow in `SCRATCH`, in `slot`, unless expired:
+/// its service and classes go into the entry being decided (`DECIDING`), with DNS as evidence;
+/// returns 1 then, else 0. Consulted when the address lists know nothing of the address (a
+/// vendor's own list is the stronger statement). A global BPF function: its key and lookup
+/// stay off the decision's stack.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_learned(slot: u64) -> u64 {
+    let Some(key) = SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch entry, valid for the program run.
+    let key = unsafe { &*key };
+    let learned_key = LearnedKey {
+        slot: (slot & 1) as u8,
+        family: key.family,
+        pad: [0; 2],
+        addr: key.remote,
+    };
+    let Some(learned) = LEARNED.get_ptr(&learned_key) else {
+        return 0;
+    };
+    let Some(entry) = DECIDING.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a map value pointer and this CPU's entry, valid for this program run.
+    unsafe {
+        let (service, classes, expires) = (
+            (*learned).service,
+            (*learned).classes,
+            (*learned).expires_ns,
+        );
+        if service == 0 || expires <= bpf_ktime_get_ns() {
+            return 0;
+        }
+        (*entry).service = service;
+        (*entry).classes = classes;
+        (*entry).evidence = evidence::DNS;
+    }
+    1
 }
 
 #[inline(always)]
@@ -34,10 +82,16 @@ pub fn destination(slot: u32, key: &FlowKey) -> AddressEvidence {
         AddressEvidence {
             service: 0,
             classes: 0,
+            evidence: evidence::NONE,
         },
         |d| AddressEvidence {
             service: d.service,
             classes: d.classes,
+            evidence: if d.service == 0 {
+                evidence::NONE
+            } else {
+                evidence::ADDRESS
+            },
         },
     )
 }
@@ -157,4 +211,26 @@ pub fn first_match(slot: u32, settings: &Settings, subject: &Subject) -> u64 {
         | (u64::from(subject.proto) << 32)
         | (u64::from(subject.remote_port) << 40);
     vigie_first_match(policy, flow, subject.classes)
+}
+
+/// 1 if the flow in `SCRATCH` goes to a well-known encrypted DNS resolver (HTTPS or TLS port):
+/// names vigie cannot learn from. A global BPF function, verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_encrypted_dns() -> u64 {
+    let Some(key) = SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch entry, valid for the program run.
+    let key = unsafe { &*key };
+    if key.remote_port != 443 && key.remote_port != 853 {
+        return 0;
+    }
+    let resolver = LearnedKey {
+        slot: 0,
+        family: key.family,
+        pad: [0; 2],
+        addr: key.remote,
+    };
+    u64::from(RESOLVERS.get_ptr(&resolver).is_some())
 }

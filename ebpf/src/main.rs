@@ -21,6 +21,7 @@ mod decide;
 mod headers;
 mod maps;
 mod parse;
+mod payload;
 mod reject;
 mod report;
 mod sni;

@@ -11,6 +11,7 @@ use vigie_common::{
     answer::Frame,
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
+    learned::{LearnedEndpoint, LearnedKey},
     limits,
     policy::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
@@ -119,6 +120,20 @@ pub static SNI_WORK: PerCpuArray<SniWork> = PerCpuArray::with_max_entries(1, 0);
 /// The flow entry being decided (one per CPU), in and out of `vigie_decide`.
 #[map]
 pub static DECIDING: PerCpuArray<FlowEntry> = PerCpuArray::with_max_entries(1, 0);
+
+/// DNS responses and QUIC client datagrams for the daemon (see `vigie_common::payload`).
+#[map]
+pub static PAYLOADS: RingBuf = RingBuf::with_byte_size(limits::PAYLOAD_RING_BYTES, 0);
+
+/// Endpoints learned from DNS, by slot and address (see `vigie_common::learned`).
+#[map]
+pub static LEARNED: LruHashMap<LearnedKey, LearnedEndpoint> =
+    LruHashMap::with_max_entries(limits::LEARNED_CAPACITY, 0);
+
+/// Well-known encrypted DNS resolvers (the key's slot is 0): flows to them are counted.
+#[map]
+pub static RESOLVERS: HashMap<LearnedKey, u32> =
+    HashMap::with_max_entries(limits::RESOLVER_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Indices of `FRAMES`.
 pub mod frame {

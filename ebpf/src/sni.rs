@@ -22,12 +22,17 @@ use vigie_common::sni::{
     next_power, status,
 };
 
-use crate::maps::{DOMAINS, SNI_WORK};
+use crate::{
+    maps::{DOMAINS, SNI_WORK},
+    payload,
+};
 
 pub const MASK: usize = PAYLOAD_BYTES - 1;
 const TLS_HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_NAME: u16 = 0;
+/// The Encrypted Client Hello extension (draft-ietf-tls-esni).
+const ENCRYPTED_CLIENT_HELLO: usize = 0xfe0d;
 /// Record header (5), handshake header (4), version (2), random (32).
 const SESSION_ID_AT: usize = 43;
 
@@ -37,6 +42,9 @@ const SESSION_ID_AT: usize = 43;
 pub trait LoadBytes {
     /// Copies `len` bytes at `offset` of the packet to `to`; false if the packet is shorter.
     fn load(&self, offset: u32, to: *mut u8, len: u32) -> bool;
+    /// Hands `len` payload bytes at `offset` to the daemon (see `payload`); returns a
+    /// `payload::handed` code.
+    fn hand_over(&self, offset: u32, len: u32, what: u32) -> u32;
 }
 
 impl LoadBytes for XdpContext {
@@ -45,6 +53,12 @@ impl LoadBytes for XdpContext {
         // SAFETY: the helper writes at most `len` bytes at `to`, which the caller provides.
         unsafe { bpf_xdp_load_bytes(self.ctx, offset, to.cast::<c_void>(), len) == 0 }
     }
+
+    #[inline(always)]
+    fn hand_over(&self, offset: u32, len: u32, what: u32) -> u32 {
+        payload::vigie_xdp_hand_over(self.ctx, u64::from(offset), u64::from(len), u64::from(what))
+            as u32
+    }
 }
 
 impl LoadBytes for TcContext {
@@ -52,6 +66,16 @@ impl LoadBytes for TcContext {
     fn load(&self, offset: u32, to: *mut u8, len: u32) -> bool {
         // SAFETY: as above.
         unsafe { bpf_skb_load_bytes(self.as_ptr(), offset, to.cast::<c_void>(), len) == 0 }
+    }
+
+    #[inline(always)]
+    fn hand_over(&self, offset: u32, len: u32, what: u32) -> u32 {
+        payload::vigie_tc_hand_over(
+            self.as_ptr().cast(),
+            u64::from(offset),
+            u64::from(len),
+            u64::from(what),
+        ) as u32
     }
 }
 
@@ -109,6 +133,7 @@ pub extern "C" fn vigie_sni_step() -> u64 {
 fn walk(w: &mut SniWork) -> u32 {
     let len = (w.len as usize).min(PAYLOAD_BYTES);
     w.service = 0;
+    w.ech = 0;
     if w.started == 0 {
         // The segment must start the stream: a handshake record holding a ClientHello.
         if byte(w, 0) != TLS_HANDSHAKE || byte(w, 1) != 3 || byte(w, 5) != CLIENT_HELLO {
@@ -151,6 +176,9 @@ fn walk(w: &mut SniWork) -> u32 {
         }
         let kind = be16(w, at);
         let ext_len = be16(w, at + 4 - 2);
+        if kind == ENCRYPTED_CLIENT_HELLO {
+            w.ech = 1;
+        }
         if kind == usize::from(SERVER_NAME) {
             return server_name(w, at + 4, ext_len, len);
         }
