@@ -16,15 +16,14 @@ pub struct LearnedKey {
     pub addr: [u8; 16],
 }
 
-/// What the kernel needs of a learned endpoint.
+/// What the kernel needs of a learned endpoint (its country classes come from the address
+/// table, as for any address).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct LearnedEndpoint {
     pub service: u32,
     pub pad: u32,
-    /// Destination classes (the service's jurisdiction, the address's country).
-    pub classes: u64,
     /// `bpf_ktime_get_ns` time after which the entry no longer counts (the daemon removes it
     /// soon after; the kernel does not wait for that).
     pub expires_ns: u64,

@@ -59,9 +59,37 @@ pub struct CompiledPolicy {
     pub domains: Vec<(u64, u32)>,
     /// Vendor STUN attribute types, as (type, service id) sorted by type.
     pub stun_attributes: Vec<(u16, u32)>,
+    /// How addresses learned from DNS are kept.
+    pub learning: LearningSettings,
     /// Hex SHA-256 over the policy's source files (names and contents, sorted by name), so that
     /// an event can prove which policy decided.
     pub digest: String,
+}
+
+/// `[settings] dns_min_ttl`, `dns_max_ttl`, `dns_max_entries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearningSettings {
+    /// A learned address counts for the response's TTL clamped to these bounds (seconds): a
+    /// TTL of 0 would never let the flow that follows see it, a day-long one would outlive
+    /// the operator's changes.
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Learned addresses kept at once, per policy slot.
+    pub max_entries: u32,
+}
+
+impl LearningSettings {
+    pub const DEFAULT: Self = Self {
+        min_ttl: 60,
+        max_ttl: 3600,
+        max_entries: 50_000,
+    };
+}
+
+impl Default for LearningSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl CompiledPolicy {

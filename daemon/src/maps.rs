@@ -20,6 +20,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use vigie_common::{
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
+    learned::{LearnedEndpoint, LearnedKey},
     limits, maps as names,
     policy::{
         ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
@@ -89,12 +90,38 @@ pub struct DatapathMaps {
     domains: BpfHashMap<MapData, DomainKey, u32>,
     stun_attributes: BpfHashMap<MapData, StunKey, u32>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
+    learned: BpfHashMap<MapData, LearnedKey, LearnedEndpoint>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
     counter_cache: PerCpuArray<MapData, CounterRow>,
     parse_failures: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     images: [Option<SlotImage>; 2],
     last_flip: Option<Instant>,
+}
+
+/// A second handle on a hash map (a new descriptor of the same kernel map).
+fn duplicate<K: aya::Pod, V: aya::Pod>(
+    map: &BpfHashMap<MapData, K, V>,
+    name: &'static str,
+) -> Result<BpfHashMap<MapData, K, V>, MapsError> {
+    use aya::maps::IterableMap as _;
+    use std::os::fd::AsFd as _;
+    let fd = map
+        .map()
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| MapsError::Map {
+            name,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            }),
+        })?;
+    let data = MapData::from_fd(fd).map_err(map_err(name))?;
+    Map::from_map_data(data)
+        .and_then(BpfHashMap::try_from)
+        .map_err(map_err(name))
 }
 
 fn take(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<Map, MapsError> {
@@ -110,6 +137,8 @@ macro_rules! typed {
 impl DatapathMaps {
     /// Takes the maps out of a loaded object (the ring buffer stays for the event reader).
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, MapsError> {
+        let mut resolvers: BpfHashMap<MapData, LearnedKey, u32> = typed!(ebpf, names::RESOLVERS);
+        crate::resolvers::write(&mut resolvers).map_err(map_err(names::RESOLVERS))?;
         Ok(Self {
             active: typed!(ebpf, names::ACTIVE_POLICY),
             settings: typed!(ebpf, names::SETTINGS),
@@ -123,6 +152,7 @@ impl DatapathMaps {
             domains: typed!(ebpf, names::DOMAINS),
             stun_attributes: typed!(ebpf, names::STUN_ATTRS),
             flows: typed!(ebpf, names::FLOWS),
+            learned: typed!(ebpf, names::LEARNED),
             counters: typed!(ebpf, names::COUNTERS),
             counter_cache: typed!(ebpf, names::COUNTER_CACHE),
             parse_failures: typed!(ebpf, names::PARSE_FAILURES),
@@ -130,6 +160,15 @@ impl DatapathMaps {
             images: [None, None],
             last_flip: None,
         })
+    }
+
+    /// A learner with its own handles on the flow and learned tables (see `learning`): it
+    /// runs beside the policy writer, in another task.
+    pub fn learner(&self) -> Result<crate::learning::Learner, MapsError> {
+        Ok(crate::learning::Learner::new(
+            duplicate(&self.flows, names::FLOWS)?,
+            duplicate(&self.learned, names::LEARNED)?,
+        ))
     }
 
     /// The policy in force: slot and generation (generation 0: none yet).
@@ -142,15 +181,16 @@ impl DatapathMaps {
     /// Writes `policy` into the inactive slot and makes it the active one. Returns the new
     /// generation. On error the policy in force is untouched.
     pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, MapsError> {
-        self.apply_announcing(policy, |_| {})
+        self.apply_announcing(policy, |_, _| {})
     }
 
-    /// `apply`, telling `announce` the new generation once the slot is written and before any
-    /// packet can be decided under it: whoever names events by generation must know it first.
+    /// `apply`, telling `announce` the new generation and slot once the slot is written and
+    /// before any packet can be decided under it: whoever names events by generation must
+    /// know it first, and the learner writes its endpoints into the slot then.
     pub fn apply_announcing(
         &mut self,
         policy: &CompiledPolicy,
-        announce: impl FnOnce(u32),
+        announce: impl FnOnce(u32, u32),
     ) -> Result<u32, MapsError> {
         check_capacity(policy)?;
         let active = self.active()?;
@@ -169,7 +209,7 @@ impl DatapathMaps {
         self.settings
             .set(slot, &settings, 0)
             .map_err(map_err(names::SETTINGS))?;
-        announce(generation);
+        announce(generation, slot);
         self.active
             .set(0, &ActivePolicy { slot, generation }, 0)
             .map_err(map_err(names::ACTIVE_POLICY))?;

@@ -22,6 +22,7 @@ use crate::{
     compiled::CompiledPolicy,
     events::{self, Namer, aggregate::Aggregator, pseudonym::Pseudonymiser},
     geoip::GeoIp,
+    learning::{self, Learner, Lesson},
     loader,
     maps::DatapathMaps,
     metrics::{self, Metrics, ReloadResult, WebConfig},
@@ -44,6 +45,8 @@ struct Daemon {
     current: Option<Arc<CompiledPolicy>>,
     /// The country database events use, by path (opened again only when it changes).
     events_geoip: Option<PathBuf>,
+    /// Learns from DNS responses and QUIC Initials; told of each policy before its swap.
+    learner: Arc<Mutex<Learner>>,
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
@@ -77,6 +80,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         }
     }
     let maps = DatapathMaps::take(&mut ebpf)?;
+    let learner = Arc::new(Mutex::new(maps.learner()?));
+    let payloads = ebpf
+        .take_map(names::PAYLOADS)
+        .context("the kernel object has no payload ring")?;
+    let payloads = RingBuf::try_from(payloads).context("opening the payload ring")?;
     let ring = ebpf
         .take_map(names::EVENTS)
         .context("the kernel object has no event ring")?;
@@ -94,6 +102,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         metrics: metrics.clone(),
         current: None,
         events_geoip: None,
+        learner: Arc::clone(&learner),
     };
     daemon.name_countries_with(compilation.events_geoip.as_deref());
     daemon.apply(compilation.policy, &compilation.catalog)?;
@@ -116,8 +125,14 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         metrics,
     };
     let events = tokio::spawn(writer.run(ring));
+    let reader = PayloadReader {
+        learner,
+        metrics: daemon.metrics.clone(),
+    };
+    let learning = tokio::spawn(reader.run(payloads));
     let outcome = daemon.serve().await;
     events.abort();
+    learning.abort();
     if let Some(server) = server {
         server.abort();
     }
@@ -138,12 +153,18 @@ impl Daemon {
         let policy = Arc::new(policy);
         let namer = Arc::clone(&self.namer);
         let for_events = Arc::clone(&policy);
+        let learner = Arc::clone(&self.learner);
+        let for_learner = Arc::clone(&policy);
         let generation = self
             .maps
-            .apply_announcing(&policy, move |generation| {
+            .apply_announcing(&policy, move |generation, slot| {
                 // Poisoned only if the event writer panicked: names are then moot.
                 if let Ok(mut namer) = namer.lock() {
                     namer.insert(generation, for_events);
+                }
+                // Poisoned only if the payload reader panicked: learning has stopped then.
+                if let Ok(mut learner) = learner.lock() {
+                    learner.policy_written(slot, for_learner);
                 }
             })
             .context("writing the policy into the kernel")?;
@@ -263,6 +284,60 @@ fn pseudonymiser(args: &ObservabilityArgs) -> Result<Option<Pseudonymiser>> {
             Some(Pseudonymiser::random().context("drawing a pseudonym key")?)
         }
     })
+}
+
+/// Reads the payload ring (DNS responses, QUIC Initials) into the learner, which writes what
+/// they teach into the kernel; expires learned endpoints.
+struct PayloadReader {
+    learner: Arc<Mutex<Learner>>,
+    metrics: Metrics,
+}
+
+impl PayloadReader {
+    async fn run(self, ring: RingBuf<MapData>) {
+        // As for the event ring (see `EventWriter::run`).
+        #[allow(deprecated)]
+        let ring = AsyncFd::new(ring);
+        let mut ring = match ring {
+            Ok(fd) => fd,
+            Err(e) => return error!("watching the payload ring: {e}"),
+        };
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let Ok(mut guard) = guard else { return };
+                    self.drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                }
+                _ = sweep.tick() => {
+                    let Ok(mut learner) = self.learner.lock() else { return };
+                    learner.sweep(learning::monotonic_ns());
+                    self.metrics.learning(learner.stats, learner.learned_count());
+                }
+            }
+        }
+    }
+
+    fn drain(&self, ring: &mut RingBuf<MapData>) {
+        let Ok(mut learner) = self.learner.lock() else {
+            return;
+        };
+        while let Some(item) = ring.next() {
+            let stamp = learning::record::decode(&item).map(|p| p.timestamp_ns);
+            let signal = match learner.payload(&item) {
+                Lesson::Endpoints { learned } if learned > 0 => "dns",
+                Lesson::QuicName { .. } => "quic",
+                _ => continue,
+            };
+            if let Some(stamp) = stamp {
+                self.metrics
+                    .learning_delay(signal, learning::delay_since(stamp));
+            }
+        }
+        self.metrics
+            .learning(learner.stats, learner.learned_count());
+    }
 }
 
 /// Reads the event ring, names, aggregates and writes the events.

@@ -19,6 +19,7 @@ use vigie_common::{
 
 use crate::{
     compiled::CompiledPolicy,
+    learning::{Learner, Lesson},
     loader::{self, LoaderError},
     maps::{DatapathMaps, MapsError},
 };
@@ -68,6 +69,11 @@ pub struct Sandbox {
     ebpf: Ebpf,
     maps: DatapathMaps,
     events: RingBuf<MapData>,
+    payloads: RingBuf<MapData>,
+    /// Fed after every run, as the daemon's payload reader feeds its own: a DNS response or
+    /// a QUIC Initial teaches the kernel before the next packet runs.
+    learner: Learner,
+    lessons: Vec<Lesson>,
 }
 
 const XDP_DROP: u32 = 1;
@@ -97,12 +103,59 @@ impl Sandbox {
             name: names::EVENTS,
             source,
         })?;
-        Ok(Self { ebpf, maps, events })
+        let ring = ebpf
+            .take_map(names::PAYLOADS)
+            .ok_or(SandboxError::NoRingBuffer(names::PAYLOADS))?;
+        let payloads = RingBuf::try_from(ring).map_err(|source| MapsError::Map {
+            name: names::PAYLOADS,
+            source,
+        })?;
+        let learner = maps.learner()?;
+        Ok(Self {
+            ebpf,
+            maps,
+            events,
+            payloads,
+            learner,
+            lessons: Vec::new(),
+        })
     }
 
-    /// Swaps `policy` in, as the daemon does; returns its generation.
+    /// Swaps `policy` in, as the daemon does (the learner writes its endpoints into the new
+    /// slot first); returns its generation.
     pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, SandboxError> {
-        Ok(self.maps.apply(policy)?)
+        let learner = &mut self.learner;
+        let shared = std::sync::Arc::new(policy.clone());
+        Ok(self.maps.apply_announcing(policy, |_, slot| {
+            learner.policy_written(slot, shared);
+        })?)
+    }
+
+    /// The learner the runs feed (what DNS and QUIC taught so far).
+    #[must_use]
+    pub const fn learner(&self) -> &Learner {
+        &self.learner
+    }
+
+    /// Expires learned endpoints as of `now_ns` (`CLOCK_MONOTONIC`), as the daemon does each
+    /// second.
+    pub fn sweep(&mut self, now_ns: u64) {
+        self.learner.sweep(now_ns);
+    }
+
+    /// What the payloads of the runs since the last call taught.
+    pub fn drain_lessons(&mut self) -> Vec<Lesson> {
+        std::mem::take(&mut self.lessons)
+    }
+
+    /// Gives the learner what the last run handed over.
+    fn learn(&mut self) {
+        while let Some(item) = self.payloads.next() {
+            let lesson = self.learner.payload(&item);
+            if lesson != Lesson::Nothing && self.lessons.len() < 4096 {
+                self.lessons.push(lesson);
+            }
+        }
     }
 
     pub fn run(&mut self, hook: Hook, frame: &[u8]) -> Result<Outcome, SandboxError> {
@@ -178,6 +231,7 @@ impl Sandbox {
                 code => return Err(SandboxError::UnknownVerdict { program, code }),
             }
         };
+        self.learn();
         Ok((outcome, result.duration, result.data_size_out as usize))
     }
 

@@ -271,7 +271,7 @@ fn quic_held(
         }
         return false;
     }
-    if (payload::now_units().wrapping_sub(deadline) as i32) < 0 {
+    if payload::now_units().wrapping_sub(deadline).cast_signed() < 0 {
         bump(&STATS, stat::QUIC_HELD);
         return true;
     }

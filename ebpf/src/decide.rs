@@ -28,7 +28,8 @@ pub struct AddressEvidence {
 }
 
 /// What DNS taught of the remote address of the flow in `SCRATCH`, in `slot`, unless expired:
-/// its service and classes go into the entry being decided (`DECIDING`), with DNS as evidence;
+/// its service goes into the entry being decided (`DECIDING`), with DNS as evidence (the
+/// address's country classes stay);
 /// returns 1 then, else 0. Consulted when the address lists know nothing of the address (a
 /// vendor's own list is the stronger statement). A global BPF function: its key and lookup
 /// stay off the decision's stack.
@@ -54,16 +55,11 @@ pub extern "C" fn vigie_learned(slot: u64) -> u64 {
     };
     // SAFETY: a map value pointer and this CPU's entry, valid for this program run.
     unsafe {
-        let (service, classes, expires) = (
-            (*learned).service,
-            (*learned).classes,
-            (*learned).expires_ns,
-        );
+        let (service, expires) = ((*learned).service, (*learned).expires_ns);
         if service == 0 || expires <= bpf_ktime_get_ns() {
             return 0;
         }
         (*entry).service = service;
-        (*entry).classes = classes;
         (*entry).evidence = evidence::DNS;
     }
     1

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use vigie::{
-    compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
+    compiled::{CompiledPolicy, LearningSettings, RuleInfo, ServiceInfo},
     sandbox::{Hook, Outcome, Sandbox},
 };
 use vigie_common::{
@@ -235,6 +235,7 @@ impl PolicySpec {
                 (domain_hash(b"zoom.us"), ZOOM),
                 (domain_hash(b"visio.numerique.gouv.fr"), VISIO),
             ],
+            learning: LearningSettings::DEFAULT,
             digest: "0".repeat(64),
         }
     }

@@ -22,7 +22,7 @@ use vigie_common::{
     limits, maps as names,
 };
 
-use super::PolicyView;
+use super::{LearningView, PolicyView};
 use crate::{compiled::CompiledPolicy, events::action_name, pins};
 
 /// One scrape's worth of metric vectors, created fresh so that rows of a previous policy (a
@@ -37,6 +37,11 @@ struct Families {
     rejects: IntCounterVec,
     server_names: IntCounterVec,
     stun: IntCounterVec,
+    blind_spots: IntCounterVec,
+    dns_responses: IntCounterVec,
+    dns_endpoints: IntCounterVec,
+    dns_learned: IntGaugeVec,
+    quic: IntCounterVec,
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     catalog_age: IntGaugeVec,
@@ -102,6 +107,36 @@ impl Families {
                 "UDP flows that no address explained, told by a vendor's STUN attribute.",
                 &[],
             ),
+            blind_spots: counter(
+                "vigie_blind_spots_total",
+                "What vigie saw but could not classify, by kind: TLS hellos unreadable or \
+                 with an encrypted inner hello, flows to encrypted DNS resolvers, QUIC of an \
+                 unknown version, unreadable or named too late, DNS responses unreadable, \
+                 payloads the daemon could not be given.",
+                &["kind"],
+            ),
+            dns_responses: counter(
+                "vigie_dns_responses_total",
+                "DNS responses handed to the daemon, and how many it could not read.",
+                &["result"],
+            ),
+            dns_endpoints: counter(
+                "vigie_dns_endpoints_total",
+                "Addresses of catalog names learned from DNS (or renewed), expired, or \
+                 evicted to respect dns_max_entries.",
+                &["event"],
+            ),
+            dns_learned: gauge(
+                "vigie_dns_learned_endpoints",
+                "Addresses learned from DNS in force now.",
+                &[],
+            ),
+            quic: counter(
+                "vigie_quic_total",
+                "QUIC flows from the LAN: client Initials handed to the daemon, server names \
+                 read and those of a catalog service, server datagrams held back meanwhile.",
+                &["event"],
+            ),
             map_entries: gauge(
                 "vigie_map_entries",
                 "Entries in a datapath map (tries: the policy in force).",
@@ -125,7 +160,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&dyn Collector; 13] {
+    fn all(&self) -> [&dyn Collector; 18] {
         [
             &self.up,
             &self.packets,
@@ -136,6 +171,11 @@ impl Families {
             &self.rejects,
             &self.server_names,
             &self.stun,
+            &self.blind_spots,
+            &self.dns_responses,
+            &self.dns_endpoints,
+            &self.dns_learned,
+            &self.quic,
             &self.map_entries,
             &self.map_capacity,
             &self.catalog_age,
@@ -147,11 +187,16 @@ impl Families {
 pub(super) struct DatapathCollector {
     pin_dir: PathBuf,
     policy: Arc<Mutex<Option<PolicyView>>>,
+    learning: Arc<Mutex<LearningView>>,
     descs: Vec<Desc>,
 }
 
 impl DatapathCollector {
-    pub(super) fn new(pin_dir: PathBuf, policy: Arc<Mutex<Option<PolicyView>>>) -> Self {
+    pub(super) fn new(
+        pin_dir: PathBuf,
+        policy: Arc<Mutex<Option<PolicyView>>>,
+        learning: Arc<Mutex<LearningView>>,
+    ) -> Self {
         let descs = Families::new()
             .all()
             .iter()
@@ -160,6 +205,7 @@ impl DatapathCollector {
         Self {
             pin_dir,
             policy,
+            learning,
             descs,
         }
     }
@@ -244,6 +290,7 @@ impl DatapathCollector {
                 .with_label_values(&[result])
                 .inc_by(stats[index as usize]);
         }
+        self.read_learning(f, &stats);
 
         if let Some(flows) = self
             .open(names::FLOWS)
@@ -266,6 +313,51 @@ impl DatapathCollector {
             set_entries(f, "rules", p.rules.len(), limits::MAX_RULES);
         }
         true
+    }
+
+    /// The blind spots, DNS learning and QUIC: kernel counts beside the learner's (which
+    /// restart from zero with the daemon: a counter reset Prometheus handles).
+    fn read_learning(&self, f: &Families, stats: &[u64]) {
+        let learner = self.learning.lock().map(|l| *l).unwrap_or_default();
+        let s = learner.stats;
+        let kernel = |i: u32| stats[i as usize];
+        for (kind, n) in [
+            ("tls-unreadable", kernel(stat::SNI_UNREADABLE)),
+            ("tls-encrypted-hello", kernel(stat::SNI_ENCRYPTED)),
+            ("encrypted-dns", kernel(stat::ENCRYPTED_DNS)),
+            ("quic-unknown-version", kernel(stat::QUIC_UNKNOWN_VERSION)),
+            ("quic-timed-out", kernel(stat::QUIC_TIMED_OUT)),
+            ("quic-unreadable", s.quic_unreadable),
+            ("quic-encrypted-hello", s.quic_encrypted_hellos),
+            ("dns-unreadable", s.dns_unreadable),
+            ("payloads-lost", kernel(stat::PAYLOADS_LOST)),
+        ] {
+            f.blind_spots.with_label_values(&[kind]).inc_by(n);
+        }
+        f.dns_responses
+            .with_label_values(&["handed"])
+            .inc_by(kernel(stat::DNS_RESPONSES));
+        f.dns_responses
+            .with_label_values(&["unreadable"])
+            .inc_by(s.dns_unreadable);
+        for (event, n) in [
+            ("learned", s.addresses_learned),
+            ("expired", s.addresses_expired),
+            ("evicted", s.addresses_evicted),
+        ] {
+            f.dns_endpoints.with_label_values(&[event]).inc_by(n);
+        }
+        f.dns_learned
+            .with_label_values::<&str>(&[])
+            .set(i64::try_from(learner.learned).unwrap_or(i64::MAX));
+        for (event, n) in [
+            ("initial-handed", kernel(stat::QUIC_INITIALS)),
+            ("name-read", s.quic_names_read),
+            ("catalog-service", s.quic_services),
+            ("server-datagram-held", kernel(stat::QUIC_HELD)),
+        ] {
+            f.quic.with_label_values(&[event]).inc_by(n);
+        }
     }
 
     fn sum(&self, name: &str, count: u32) -> Option<Vec<u64>> {

@@ -51,7 +51,16 @@ pub struct Metrics {
     last_reload: Gauge,
     flow_events: IntCounterVec,
     suppressed: prometheus::IntCounter,
+    learning_delay: prometheus::HistogramVec,
     policy: Arc<Mutex<Option<PolicyView>>>,
+    learning: Arc<Mutex<LearningView>>,
+}
+
+/// What the scrape shows of the learner (see `learning`): its counts and table size.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LearningView {
+    pub stats: crate::learning::LearningStats,
+    pub learned: usize,
 }
 
 /// What the scrape needs of the policy in force: names for kernel ids, and data dates.
@@ -111,7 +120,22 @@ impl Metrics {
             "Flow events counted into an aggregated line instead of being written.",
         )
         .expect("valid metric");
+        // From microseconds (the daemon's usual pace) to the kernel's QUIC deadline and beyond.
+        let learning_delay = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "vigie_learning_delay_seconds",
+                "Time from a payload crossing the hook (a DNS response, a QUIC client Initial) \
+                 to what it taught being in force in the kernel, by signal.",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 1.0,
+            ]),
+            &["signal"],
+        )
+        .expect("valid metric");
         let policy = Arc::new(Mutex::new(None));
+        let learning = Arc::new(Mutex::new(LearningView::default()));
         for result in [
             ReloadResult::Success,
             ReloadResult::Invalid,
@@ -120,14 +144,19 @@ impl Metrics {
             // Every result exists from the start, so that rate() and alerts see a zero.
             reloads.with_label_values(&[result.label()]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(flow_events.clone()),
+            Box::new(learning_delay.clone()),
             Box::new(suppressed.clone()),
             Box::new(reloads.clone()),
             Box::new(generation.clone()),
             Box::new(last_reload.clone()),
             Box::new(build),
-            Box::new(DatapathCollector::new(pin_dir, Arc::clone(&policy))),
+            Box::new(DatapathCollector::new(
+                pin_dir,
+                Arc::clone(&policy),
+                Arc::clone(&learning),
+            )),
         ];
         for collector in collectors {
             registry.register(collector).expect("unique metric names");
@@ -139,8 +168,24 @@ impl Metrics {
             last_reload,
             flow_events,
             suppressed,
+            learning_delay,
             policy,
+            learning,
         }
+    }
+
+    /// The learner's counts and table size, for the next scrape.
+    pub fn learning(&self, stats: crate::learning::LearningStats, learned: usize) {
+        if let Ok(mut view) = self.learning.lock() {
+            *view = LearningView { stats, learned };
+        }
+    }
+
+    /// One lesson in force in the kernel `delay` after its payload crossed the hook.
+    pub fn learning_delay(&self, signal: &str, delay: std::time::Duration) {
+        self.learning_delay
+            .with_label_values(&[signal])
+            .observe(delay.as_secs_f64());
     }
 
     /// Records a policy now in force in the kernel as `generation`.

@@ -123,6 +123,15 @@ pub(super) struct SettingsTable {
     /// Catalog data older than this many days gets a warning from `vigie check` and at start.
     #[serde(default)]
     pub stale_after_days: Option<Spanned<u32>>,
+    /// Bounds, in seconds, of how long an address learned from DNS counts: the response's TTL
+    /// clamped between them.
+    #[serde(default)]
+    pub dns_min_ttl: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub dns_max_ttl: Option<Spanned<u32>>,
+    /// Addresses learned from DNS kept at once; the ones expiring first go first.
+    #[serde(default)]
+    pub dns_max_entries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

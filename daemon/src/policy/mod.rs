@@ -36,7 +36,7 @@ use vigie_common::policy::Settings;
 
 use crate::{
     catalog::{self, Catalog},
-    compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
+    compiled::{CompiledPolicy, LearningSettings, RuleInfo, ServiceInfo},
     geoip::GeoIp,
 };
 use destinations::Destinations;
@@ -228,6 +228,7 @@ fn assemble(
         sources_v6: body.groups.sources_v6,
         domains: domain_table(catalog),
         stun_attributes: stun_table(catalog),
+        learning: body.learning,
         digest,
     }
 }
@@ -326,6 +327,7 @@ struct Body {
     /// The ASN database and where it is named.
     asn_db: Option<(String, Place)>,
     stale_after_days: u32,
+    learning: LearningSettings,
 }
 
 /// The database `countries` use when `[settings] geoip` does not name one: the one vigie ships.
@@ -373,6 +375,11 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         .as_ref()
         .and_then(|s| s.asn_db.as_ref())
         .map(|a| (a.as_ref().clone(), src.at(a)));
+    let learning = file
+        .settings
+        .as_ref()
+        .map(|table| learning_settings(table, src, report))
+        .unwrap_or_default();
     Some(Body {
         settings,
         groups,
@@ -382,7 +389,48 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         geoip,
         asn_db,
         stale_after_days,
+        learning,
     })
+}
+
+/// The DNS learning bounds, checked against each other and the kernel's table.
+fn learning_settings(
+    table: &file::SettingsTable,
+    src: &SourceText<'_>,
+    report: &mut Report,
+) -> LearningSettings {
+    let default = LearningSettings::DEFAULT;
+    let value = |v: Option<&toml::Spanned<u32>>, d: u32| v.map_or(d, |v| *v.as_ref());
+    let min_ttl = value(table.dns_min_ttl.as_ref(), default.min_ttl);
+    let max_ttl = value(table.dns_max_ttl.as_ref(), default.max_ttl);
+    let max_entries = value(table.dns_max_entries.as_ref(), default.max_entries);
+    let capacity = vigie_common::limits::LEARNED_CAPACITY / vigie_common::limits::SLOTS;
+    if let Some(v) = &table.dns_max_ttl
+        && max_ttl == 0
+    {
+        report.error(&src.at(v), Problem::DnsTtlZero);
+    } else if min_ttl > max_ttl {
+        let place = table.dns_min_ttl.as_ref().or(table.dns_max_ttl.as_ref());
+        if let Some(v) = place {
+            report.error(
+                &src.at(v),
+                Problem::DnsTtlOrder {
+                    min: min_ttl,
+                    max: max_ttl,
+                },
+            );
+        }
+    }
+    if let Some(v) = &table.dns_max_entries
+        && (max_entries == 0 || max_entries > capacity)
+    {
+        report.error(&src.at(v), Problem::DnsEntries { capacity });
+    }
+    LearningSettings {
+        min_ttl,
+        max_ttl,
+        max_entries,
+    }
 }
 
 /// Index = kernel service id; index 0 stands for "no service".

@@ -71,6 +71,14 @@ pub(crate) enum Problem {
     },
     #[error("mode `{0}` must be \"enforce\" or \"monitor\"")]
     BadMode(String),
+    #[error("dns_min_ttl ({min} s) is above dns_max_ttl ({max} s)")]
+    DnsTtlOrder { min: u32, max: u32 },
+    #[error("dns_max_ttl must be at least 1 s")]
+    DnsTtlZero,
+    #[error(
+        "dns_max_entries must be 1 to {capacity} (the kernel's learned table holds this many per policy slot)"
+    )]
+    DnsEntries { capacity: u32 },
 
     // Catalog.
     #[error("service id `{id}` must equal the file name `{stem}` (without .toml)")]
