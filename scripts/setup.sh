@@ -7,7 +7,8 @@ set -euo pipefail
 RUST_VERSION=1.98.0
 BPF_LINKER_VERSION=0.13.0
 APT_PACKAGES=(llvm-22-dev libzstd-dev zlib1g-dev libpolly-22-dev iproute2 iputils-ping
-              bpftool netcat-openbsd ethtool prometheus curl openssl)
+              bpftool netcat-openbsd ethtool prometheus curl openssl dnsmasq-base
+              bind9-dnsutils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

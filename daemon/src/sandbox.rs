@@ -74,6 +74,8 @@ pub struct Sandbox {
     /// a QUIC Initial teaches the kernel before the next packet runs.
     learner: Learner,
     lessons: Vec<Lesson>,
+    /// While false, payloads stay in the ring: a daemon that is stopped or too slow.
+    learning: bool,
 }
 
 const XDP_DROP: u32 = 1;
@@ -118,6 +120,7 @@ impl Sandbox {
             payloads,
             learner,
             lessons: Vec::new(),
+            learning: true,
         })
     }
 
@@ -148,8 +151,20 @@ impl Sandbox {
         std::mem::take(&mut self.lessons)
     }
 
+    /// Stops (false) or resumes feeding the learner: what the kernel does while no daemon
+    /// reads its payloads. Resuming reads what waited in the ring.
+    pub fn set_learning(&mut self, on: bool) {
+        self.learning = on;
+        if on {
+            self.learn();
+        }
+    }
+
     /// Gives the learner what the last run handed over.
     fn learn(&mut self) {
+        if !self.learning {
+            return;
+        }
         while let Some(item) = self.payloads.next() {
             let lesson = self.learner.payload(&item);
             if lesson != Lesson::Nothing && self.lessons.len() < 4096 {

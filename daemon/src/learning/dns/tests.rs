@@ -443,3 +443,27 @@ fn mutated_messages_never_panic() {
         let _ = parse_tcp(&msg);
     }
 }
+
+#[test]
+fn a_dnsmasq_cname_answer_chains_to_its_target() {
+    // dnsmasq's answer for `video.corp.test`, a `--cname` of a `--host-record`.
+    let hex = "12348580000100020000000005766964656f04636f727004746573740000010001c00c0005000100\
+               0000020018026777057465616d73096d6963726f736f667403636f6d00c02d00010001000000020004\
+               cb007152";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let response = parse(&bytes).unwrap();
+    let learned = response.addresses();
+    assert_eq!(learned.len(), 1);
+    assert_eq!(
+        learned[0].address,
+        "203.0.113.82".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        learned[0].names,
+        ["video.corp.test", "gw.teams.microsoft.com"]
+    );
+    assert_eq!(learned[0].ttl, 2);
+}
