@@ -12,6 +12,9 @@ pub struct ClientHello {
     pub before: usize,
     /// Bytes of an extension placed after it.
     pub after: usize,
+    /// An `encrypted_client_hello` extension (outer, draft-ietf-tls-esni) before the server
+    /// name, which is then the public name.
+    pub ech: bool,
 }
 
 fn u16_be(n: usize) -> [u8; 2] {
@@ -45,6 +48,15 @@ impl ClientHello {
         extensions.extend(extension(43, &[2, 3, 4]));
         if self.before > 0 {
             extensions.extend(extension(51, &vec![0x5a; self.before]));
+        }
+        if self.ech {
+            // Outer type, a cipher suite, a config id, an encapsulated key and a payload.
+            let mut body = vec![0, 0, 1, 0, 1, 7];
+            body.extend_from_slice(&u16_be(32));
+            body.extend_from_slice(&[0x33; 32]);
+            body.extend_from_slice(&u16_be(96));
+            body.extend_from_slice(&[0x44; 96]);
+            extensions.extend(extension(0xfe0d, &body));
         }
         if let Some(name) = &self.server_name {
             let mut body = u16_be(name.len() + 3).to_vec();

@@ -76,6 +76,8 @@ pub struct Sandbox {
     lessons: Vec<Lesson>,
     /// While false, payloads stay in the ring: a daemon that is stopped or too slow.
     learning: bool,
+    /// The policy last applied, and its slot, for a learner made later.
+    applied: Option<(u32, std::sync::Arc<CompiledPolicy>)>,
 }
 
 const XDP_DROP: u32 = 1;
@@ -121,6 +123,7 @@ impl Sandbox {
             learner,
             lessons: Vec::new(),
             learning: true,
+            applied: None,
         })
     }
 
@@ -129,9 +132,40 @@ impl Sandbox {
     pub fn apply(&mut self, policy: &CompiledPolicy) -> Result<u32, SandboxError> {
         let learner = &mut self.learner;
         let shared = std::sync::Arc::new(policy.clone());
+        let applied = &mut self.applied;
         Ok(self.maps.apply_announcing(policy, |_, slot| {
-            learner.policy_written(slot, shared);
+            learner.policy_written(slot, std::sync::Arc::clone(&shared));
+            *applied = Some((slot, shared));
         })?)
+    }
+
+    /// A reader of the payload ring and a learner of its own, for a thread that reads as the
+    /// daemon does (woken by the ring): the sandbox stops reading the ring itself.
+    pub fn payload_reader(&mut self) -> Result<(RingBuf<MapData>, Learner), SandboxError> {
+        use std::os::fd::AsFd as _;
+        self.learning = false;
+        let err = |source| MapsError::Map {
+            name: names::PAYLOADS,
+            source,
+        };
+        // The ring was taken out of the object: duplicate the descriptor the sandbox holds.
+        let fd = self
+            .payloads
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            })))?;
+        let data = MapData::from_fd(fd).map_err(err)?;
+        let ring = aya::maps::Map::from_map_data(data)
+            .and_then(RingBuf::try_from)
+            .map_err(err)?;
+        let mut learner = self.maps.learner()?;
+        if let Some((slot, policy)) = &self.applied {
+            learner.policy_written(*slot, std::sync::Arc::clone(policy));
+        }
+        Ok((ring, learner))
     }
 
     /// The learner the runs feed (what DNS and QUIC taught so far).

@@ -102,6 +102,7 @@ fn a_name_in_a_later_segment_is_found() {
         server_name: Some("zoom.us".into()),
         before: 1800,
         after: 300,
+        ech: false,
     };
     let record = hello.record();
     let name_at = hello.name_offset().unwrap();
@@ -146,6 +147,36 @@ fn allowed_and_unknown_names_pass() {
             assert_eq!(stat(&sandbox, stat::SNI_READ), 1, "{hook:?} {name}");
         }
     }
+}
+
+#[test]
+fn an_encrypted_client_hello_is_a_blind_spot() {
+    if !vigie_lab::privilege::privileged("an_encrypted_client_hello_is_a_blind_spot") {
+        return;
+    }
+    // The outer hello names the public name; the real one is encrypted.
+    let hello = ClientHello {
+        server_name: Some("public.example.net".into()),
+        ech: true,
+        ..ClientHello::default()
+    };
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(
+            send(&mut sandbox, hook, &hello.record(), &[]),
+            [Outcome::Pass]
+        );
+        assert_eq!(stat(&sandbox, stat::SNI_ENCRYPTED), 1, "{hook:?}");
+        assert_eq!(stat(&sandbox, stat::SNI_READ), 1, "{hook:?}");
+    }
+    let mut plain = sandbox(&block_zoom());
+    send(
+        &mut plain,
+        Hook::XdpOutbound,
+        &ClientHello::named("public.example.net").record(),
+        &[],
+    );
+    assert_eq!(stat(&plain, stat::SNI_ENCRYPTED), 0);
 }
 
 #[test]
