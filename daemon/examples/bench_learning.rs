@@ -113,18 +113,18 @@ fn read(ring: RingBuf<MapData>, mut learner: Learner, tx: &mpsc::Sender<(Signal,
 
 fn report(what: &str, delays: &mut [Duration]) {
     delays.sort_unstable();
-    let at = |q: f64| {
+    let at = |per_mille: usize| {
         delays
-            .get(((delays.len() as f64 - 1.0) * q).round() as usize)
+            .get(delays.len().saturating_sub(1) * per_mille / 1000)
             .map_or("-".to_owned(), |d| format!("{:.1} us", d.as_secs_f64() * 1e6))
     };
     println!(
         "{what:<40} {:>7} {:>9} {:>9} {:>9} {:>9}",
         delays.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(1.0)
+        at(500),
+        at(900),
+        at(990),
+        at(1000)
     );
 }
 

@@ -53,7 +53,7 @@ fn lab() -> DnsLab {
     let teams = format!("--host-record=gw.teams.microsoft.com,{TEAMS_HOST}");
     let other = format!("--host-record=www.example.org,{OTHER_HOST}");
     let ttl = format!("--local-ttl={TTL}");
-    let mut server = lab
+    let server = lab
         .topo
         .spawn(
             lab.topo.inet(),
