@@ -96,6 +96,10 @@ fn the_dashboards_cover_the_issue() {
         "vigie_events_lost_total",
         "vigie_map_entries",
         "vigie_catalog_data_age_seconds",
+        "vigie_blind_spots_total",
+        "vigie_dns_learned_endpoints",
+        "vigie_quic_total",
+        "vigie_learning_delay_seconds_bucket",
     ] {
         assert!(reads(metric), "no panel reads {metric}");
     }

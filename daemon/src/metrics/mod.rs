@@ -134,6 +134,10 @@ impl Metrics {
             &["signal"],
         )
         .expect("valid metric");
+        for signal in ["dns", "quic"] {
+            // Exported from the start, so that the dashboard's quantile has series to read.
+            learning_delay.with_label_values(&[signal]);
+        }
         let policy = Arc::new(Mutex::new(None));
         let learning = Arc::new(Mutex::new(LearningView::default()));
         for result in [
