@@ -42,7 +42,10 @@ fn main() -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || read(ring, learner, &tx));
     println!("vigie learning benchmark: payload crossing the hook -> in force in the kernel");
-    println!("({SAMPLES} packets of each kind, {} ms apart)", SPACING.as_millis());
+    println!(
+        "({SAMPLES} packets of each kind, {} ms apart)",
+        SPACING.as_millis()
+    );
     println!();
 
     let quic = quic_initial();
@@ -50,10 +53,16 @@ fn main() -> Result<()> {
     for i in 0..SAMPLES {
         let host = Ipv4Addr::from(0x6440_0000_u32 + i as u32);
         let name = format!("h{i}.zoom.us");
-        sandbox.run(Hook::TcReply, &udp_frame(RESOLVER, 53, CLIENT, 40_000, &dns(&name, host)))?;
+        sandbox.run(
+            Hook::TcReply,
+            &udp_frame(RESOLVER, 53, CLIENT, 40_000, &dns(&name, host)),
+        )?;
         std::thread::sleep(SPACING);
         // Each QUIC flow from its own port: the daemon reads one reader per flow.
-        sandbox.run(Hook::XdpOutbound, &udp_frame(CLIENT, 20_000 + i as u16, SERVER, 443, &quic))?;
+        sandbox.run(
+            Hook::XdpOutbound,
+            &udp_frame(CLIENT, 20_000 + i as u16, SERVER, 443, &quic),
+        )?;
         std::thread::sleep(SPACING);
     }
     let elapsed = started.elapsed();
@@ -67,7 +76,10 @@ fn main() -> Result<()> {
         }
     }
     drop(reader);
-    println!("{:<40} {:>7} {:>9} {:>9} {:>9} {:>9}", "signal", "count", "p50", "p90", "p99", "max");
+    println!(
+        "{:<40} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "signal", "count", "p50", "p90", "p99", "max"
+    );
     report("DNS answer -> learned endpoint active", &mut dns);
     report("QUIC Initial -> name told to the flow", &mut quic);
     println!();
@@ -89,9 +101,13 @@ fn read(ring: RingBuf<MapData>, mut learner: Learner, tx: &mpsc::Sender<(Signal,
         .expect("a runtime");
     runtime.block_on(async move {
         #[allow(deprecated)]
-        let Ok(mut ring) = AsyncFd::new(ring) else { return };
+        let Ok(mut ring) = AsyncFd::new(ring) else {
+            return;
+        };
         loop {
-            let Ok(mut guard) = ring.readable_mut().await else { return };
+            let Ok(mut guard) = ring.readable_mut().await else {
+                return;
+            };
             let inner = guard.get_inner_mut();
             while let Some(item) = inner.next() {
                 let Some(stamp) = learning::record::decode(&item).map(|p| p.timestamp_ns) else {
@@ -116,7 +132,9 @@ fn report(what: &str, delays: &mut [Duration]) {
     let at = |per_mille: usize| {
         delays
             .get(delays.len().saturating_sub(1) * per_mille / 1000)
-            .map_or("-".to_owned(), |d| format!("{:.1} us", d.as_secs_f64() * 1e6))
+            .map_or("-".to_owned(), |d| {
+                format!("{:.1} us", d.as_secs_f64() * 1e6)
+            })
     };
     println!(
         "{what:<40} {:>7} {:>9} {:>9} {:>9} {:>9}",

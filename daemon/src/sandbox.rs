@@ -149,14 +149,12 @@ impl Sandbox {
             source,
         };
         // The ring was taken out of the object: duplicate the descriptor the sandbox holds.
-        let fd = self
-            .payloads
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+        let fd = self.payloads.as_fd().try_clone_to_owned().map_err(|e| {
+            err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
                 call: "dup",
                 io_error: e,
-            })))?;
+            }))
+        })?;
         let data = MapData::from_fd(fd).map_err(err)?;
         let ring = aya::maps::Map::from_map_data(data)
             .and_then(RingBuf::try_from)
