@@ -17,13 +17,14 @@ pub mod matching;
 pub mod payload;
 pub mod policy;
 pub mod quic;
+pub mod signal;
 pub mod sni;
 pub mod stun;
 
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` lets the daemon read and write these types in maps.
-    use crate::{counters, event, flow, learned, policy, sni, stun};
+    use crate::{counters, event, flow, learned, policy, signal, sni, stun};
     macro_rules! pod {
         ($($t:ty),* $(,)?) => { $(
             // SAFETY: every listed type is #[repr(C)], made only of integers and byte arrays,
@@ -49,5 +50,6 @@ mod pod {
         stun::StunKey,
         learned::LearnedKey,
         learned::LearnedEndpoint,
+        signal::PortKey,
     );
 }

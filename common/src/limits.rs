@@ -37,6 +37,10 @@ pub const PAYLOAD_RING_BYTES: u32 = 1 << 22;
 /// Endpoints learned from DNS, over both slots; the least recently used is forgotten first
 /// when full (the daemon keeps each slot under its configured bound well before that).
 pub const LEARNED_CAPACITY: u32 = 1 << 17;
+/// Vendor signal ports over both slots.
+pub const PORT_SIGNAL_CAPACITY: u32 = 4096;
+/// Ports one signal range of a catalog entry may hold.
+pub const MAX_SIGNAL_RANGE: u32 = 1024;
 /// Well-known encrypted DNS resolver addresses.
 pub const RESOLVER_CAPACITY: u32 = 256;
 

@@ -24,9 +24,10 @@ pub const DECIDING: &str = "DECIDING";
 pub const PAYLOADS: &str = "PAYLOADS";
 pub const LEARNED: &str = "LEARNED";
 pub const RESOLVERS: &str = "RESOLVERS";
+pub const PORT_SIGNALS: &str = "PORT_SIGNALS";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 25] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -51,6 +52,7 @@ pub const ALL: [&str; 24] = [
     PAYLOADS,
     LEARNED,
     RESOLVERS,
+    PORT_SIGNALS,
 ];
 
 /// Program names (the Rust function names in the eBPF crate).

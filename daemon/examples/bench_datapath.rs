@@ -184,6 +184,7 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
         sources_v6: Vec::new(),
         domains: Vec::new(),
         stun_attributes: Vec::new(),
+        port_signals: Vec::new(),
         learning: vigie::compiled::LearningSettings::DEFAULT,
         digest: "bench".into(),
     }

@@ -59,6 +59,8 @@ pub struct CompiledPolicy {
     pub domains: Vec<(u64, u32)>,
     /// Vendor STUN attribute types, as (type, service id) sorted by type.
     pub stun_attributes: Vec<(u16, u32)>,
+    /// Vendor signal ports, as ((protocol, port), service id) sorted: the weakest evidence.
+    pub port_signals: Vec<((u8, u16), u32)>,
     /// How addresses learned from DNS are kept.
     pub learning: LearningSettings,
     /// Hex SHA-256 over the policy's source files (names and contents, sorted by name), so that

@@ -27,6 +27,7 @@ use vigie_common::{
         SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
     },
     sni::DomainKey,
+    signal::PortKey,
     stun::StunKey,
 };
 
@@ -71,6 +72,7 @@ struct SlotImage {
     src_v6: SortedTable<PrefixV6Key, SourceGroup>,
     domains: SortedTable<DomainKey, u32>,
     stun_attributes: SortedTable<StunKey, u32>,
+    port_signals: SortedTable<PortKey, u32>,
 }
 
 type PrefixV4Key = (u32, PrefixV4);
@@ -89,6 +91,7 @@ pub struct DatapathMaps {
     src_v6: LpmTrie<MapData, PrefixV6, SourceGroup>,
     domains: BpfHashMap<MapData, DomainKey, u32>,
     stun_attributes: BpfHashMap<MapData, StunKey, u32>,
+    port_signals: BpfHashMap<MapData, PortKey, u32>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     learned: BpfHashMap<MapData, LearnedKey, LearnedEndpoint>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
@@ -151,6 +154,7 @@ impl DatapathMaps {
             src_v6: typed!(ebpf, names::SRC_V6),
             domains: typed!(ebpf, names::DOMAINS),
             stun_attributes: typed!(ebpf, names::STUN_ATTRS),
+            port_signals: typed!(ebpf, names::PORT_SIGNALS),
             flows: typed!(ebpf, names::FLOWS),
             learned: typed!(ebpf, names::LEARNED),
             counters: typed!(ebpf, names::COUNTERS),
@@ -247,6 +251,12 @@ impl DatapathMaps {
             &new.stun_attributes,
             names::STUN_ATTRS,
         )?;
+        sync_hash(
+            &mut self.port_signals,
+            &old.port_signals,
+            &new.port_signals,
+            names::PORT_SIGNALS,
+        )?;
         let base = slot * limits::MAX_RULES;
         for (index, rule) in policy.rules.iter().enumerate() {
             self.rules
@@ -304,6 +314,9 @@ impl DatapathMaps {
             domains: read_hash(&self.domains, names::DOMAINS, |k| k.slot == slot)?,
             stun_attributes: read_hash(&self.stun_attributes, names::STUN_ATTRS, |k| {
                 k.slot == slot
+            })?,
+            port_signals: read_hash(&self.port_signals, names::PORT_SIGNALS, |k| {
+                u32::from(k.slot) == slot
             })?,
         })
     }
@@ -420,6 +433,11 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
             half(limits::STUN_ATTRIBUTE_CAPACITY),
         ),
         (
+            "vendor signal ports",
+            policy.port_signals.len(),
+            half(limits::PORT_SIGNAL_CAPACITY),
+        ),
+        (
             "catalog domains",
             policy.domains.len(),
             half(limits::DOMAIN_CAPACITY),
@@ -505,6 +523,18 @@ fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
                 let key = StunKey {
                     slot,
                     attribute: u32::from(attribute),
+                };
+                (key, service)
+            })
+            .collect(),
+        port_signals: policy
+            .port_signals
+            .iter()
+            .map(|&((proto, port), service)| {
+                let key = PortKey {
+                    slot: slot as u8,
+                    proto,
+                    port,
                 };
                 (key, service)
             })

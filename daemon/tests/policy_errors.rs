@@ -481,3 +481,43 @@ fn a_missing_directory_is_two_clear_errors() {
         ]
     );
 }
+
+#[test]
+fn signal_ports_that_cannot_tell_a_service() {
+    let mut all = files("");
+    let (path, mut text) = service("gamma", "");
+    text.push_str(
+        "[[ports]]\nproto = \"tcp\"\nrange = \"443\"\nsignal = true\n\
+         [[ports]]\nproto = \"udp\"\nrange = \"40000-49999\"\nsignal = true\n\
+         [[ports]]\nproto = \"udp\"\nrange = \"8801-8810\"\nsignal = true\n",
+    );
+    all.push((path, text));
+    assert_eq!(
+        errors_of(&all),
+        [
+            "catalog/gamma.toml:13:10: port 443 cannot be a signal: many services use it, the sovereign ones too",
+            "catalog/gamma.toml:17:10: a signal range holds 10000 ports; at most 1024 (each is a kernel entry)",
+        ]
+    );
+}
+
+#[test]
+fn dns_learning_bounds() {
+    let with = |settings: &str| {
+        let mut all = files("");
+        all.last_mut().unwrap().1 = format!("{SETTINGS}{settings}");
+        errors_of(&all)
+    };
+    assert_eq!(
+        with("dns_min_ttl = 600\ndns_max_ttl = 60\n"),
+        ["policy.toml:5:15: dns_min_ttl (600 s) is above dns_max_ttl (60 s)"]
+    );
+    assert_eq!(
+        with("dns_max_ttl = 0\n"),
+        ["policy.toml:5:15: dns_max_ttl must be at least 1 s"]
+    );
+    assert_eq!(
+        with("dns_max_entries = 100000\n"),
+        ["policy.toml:5:19: dns_max_entries must be 1 to 65536 (the kernel's learned table holds this many per policy slot)"]
+    );
+}

@@ -196,6 +196,14 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if packet.proto == IPPROTO_UDP && !packet.later_fragment && fresh.service == 0 {
         fresh.flags |= flags::STUN_PENDING;
     }
+    if fresh.service == 0 && !packet.later_fragment && !explicitly_allowed(&fresh) {
+        let service = decide::vigie_port_service(u64::from(active.slot)) as u32;
+        if service != 0 {
+            let kept = fresh.flags;
+            fresh = learned(&fresh, kept, service, evidence::PORT);
+            fresh.flags |= kept & (flags::STUN_PENDING | flags::SNI_PENDING);
+        }
+    }
     if direction == Direction::Outbound && !packet.later_fragment {
         first_outbound(ctx, packet, &mut fresh);
     }
@@ -230,7 +238,7 @@ fn first_outbound(ctx: &impl LoadBytes, packet: &Packet, fresh: &mut FlowEntry) 
     if decide::vigie_encrypted_dns() != 0 {
         bump(&STATS, stat::ENCRYPTED_DNS);
     }
-    let explicit_allow = fresh.flags & flags::MATCHED != 0 && fresh.action == action::ALLOW;
+    let explicit_allow = explicitly_allowed(fresh);
     if packet.proto != IPPROTO_UDP
         || packet.payload_len < quic::MIN_CLIENT_DATAGRAM
         || explicit_allow
@@ -243,6 +251,12 @@ fn first_outbound(ctx: &impl LoadBytes, packet: &Packet, fresh: &mut FlowEntry) 
         fresh.sni_seq = 1;
         fresh.sni_end = payload::now_units().wrapping_add(quic::HOLD_UNITS);
     }
+}
+
+/// Whether a rule (not the default) allowed the flow: weaker evidence never overrides that.
+#[inline(always)]
+const fn explicitly_allowed(entry: &FlowEntry) -> bool {
+    entry.flags & flags::MATCHED != 0 && entry.action == action::ALLOW
 }
 
 /// A packet of a QUIC flow whose name the daemon is reading: whether it is held back. The
@@ -322,8 +336,9 @@ fn stun_datagram(
         // SAFETY: this CPU's work area, used only during this program run.
         unsafe { (*work).slot = active_policy().slot };
         let found = stun::vigie_stun_service();
-        let explicit_allow = cached.flags & flags::MATCHED != 0 && cached.action == action::ALLOW;
-        if found != NOT_STUN && found != 0 && cached.service == 0 && !explicit_allow {
+        // A signal port's service is weaker than a STUN attribute: the attribute replaces it.
+        let weaker = cached.service == 0 || cached.evidence == evidence::PORT;
+        if found != NOT_STUN && found != 0 && weaker && !explicitly_allowed(&cached) {
             bump(&STATS, stat::STUN_RECOGNISED);
             service = found as u32;
             fresh = learned(&cached, cached.flags, service, evidence::STUN);

@@ -6,6 +6,7 @@ use vigie_common::{
     action::{evidence, rule as rule_no},
     flow::FlowKey,
     learned::LearnedKey,
+    signal::PortKey,
     limits,
     matching::{Subject, matches},
     policy::{
@@ -15,7 +16,8 @@ use vigie_common::{
 };
 
 use crate::maps::{
-    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, RESOLVERS, RULES, SCRATCH,
+    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS, RULES,
+    SCRATCH,
     SRC_V4, SRC_V6,
 };
 
@@ -229,4 +231,26 @@ pub extern "C" fn vigie_encrypted_dns() -> u64 {
         addr: key.remote,
     };
     u64::from(RESOLVERS.get_ptr(&resolver).is_some())
+}
+
+/// The service whose signal port the flow in `SCRATCH` goes to, in `slot` (0 for none). A
+/// global BPF function, verified once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_port_service(slot: u64) -> u64 {
+    let Some(key) = SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch entry, valid for the program run.
+    let (proto, port) = unsafe { ((*key).proto, (*key).remote_port) };
+    let signal = PortKey {
+        slot: (slot & 1) as u8,
+        proto,
+        port,
+    };
+    match PORT_SIGNALS.get_ptr(&signal) {
+        // SAFETY: a map value pointer, valid for this program run.
+        Some(service) => u64::from(unsafe { *service }),
+        None => 0,
+    }
 }

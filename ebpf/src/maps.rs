@@ -12,6 +12,7 @@ use vigie_common::{
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     learned::{LearnedEndpoint, LearnedKey},
+    signal::PortKey,
     limits,
     policy::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
@@ -134,6 +135,11 @@ pub static LEARNED: LruHashMap<LearnedKey, LearnedEndpoint> =
 #[map]
 pub static RESOLVERS: HashMap<LearnedKey, u32> =
     HashMap::with_max_entries(limits::RESOLVER_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Vendor signal ports by slot, protocol and port, to their service.
+#[map]
+pub static PORT_SIGNALS: HashMap<PortKey, u32> =
+    HashMap::with_max_entries(limits::PORT_SIGNAL_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Indices of `FRAMES`.
 pub mod frame {

@@ -235,6 +235,7 @@ impl PolicySpec {
                 (domain_hash(b"zoom.us"), ZOOM),
                 (domain_hash(b"visio.numerique.gouv.fr"), VISIO),
             ],
+            port_signals: vec![((17, 8801), ZOOM), ((17, 8802), ZOOM)],
             learning: LearningSettings::DEFAULT,
             digest: "0".repeat(64),
         }

@@ -41,4 +41,8 @@ pub(super) struct SourceTable {
 pub(super) struct PortsTable {
     pub proto: Spanned<String>,
     pub range: Spanned<PortSpec>,
+    /// The ports are the vendor's own: a flow to one of them that nothing stronger explains
+    /// is taken as the service's (weaker evidence, `port`).
+    #[serde(default)]
+    pub signal: Option<Spanned<bool>>,
 }

@@ -56,6 +56,8 @@ pub struct Provenance {
 pub struct ServicePorts {
     pub proto: Proto,
     pub range: PortRange,
+    /// The ports alone suggest the service (see `vigie_common::signal`).
+    pub signal: bool,
 }
 
 /// The services in id order; a service's kernel id is its position plus one (0 is "none").
@@ -255,10 +257,39 @@ fn ports(table: &PortsTable, src: &SourceText<'_>, report: &mut Report) -> Optio
         &src.at(&table.range),
         syntax::port_range(table.range.as_ref()),
     );
+    let (proto, range) = (proto?, range?);
+    let signal = match &table.signal {
+        Some(flag) if *flag.as_ref() => {
+            report.take(&src.at(flag), signal_ports(proto, range))?;
+            true
+        }
+        _ => false,
+    };
     Some(ServicePorts {
-        proto: proto?,
-        range: range?,
+        proto,
+        range,
+        signal,
     })
+}
+
+/// Ports many services share (DNS, HTTP, TLS, STUN/TURN, which the sovereign services use
+/// too) cannot tell a service; a signal range is kept small (each port is a kernel entry).
+fn signal_ports(proto: Proto, range: PortRange) -> Result<(), Problem> {
+    const SHARED: [u16; 4] = [53, 80, 443, 3478];
+    if !proto.has_ports() {
+        return Err(Problem::SignalWithoutPorts);
+    }
+    if let Some(port) = SHARED.iter().find(|&&p| range.min <= p && p <= range.max) {
+        return Err(Problem::SharedSignalPort(*port));
+    }
+    let ports = u32::from(range.max - range.min) + 1;
+    if ports > vigie_common::limits::MAX_SIGNAL_RANGE {
+        return Err(Problem::SignalRangeTooLarge {
+            ports,
+            max: vigie_common::limits::MAX_SIGNAL_RANGE,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

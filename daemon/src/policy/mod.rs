@@ -228,6 +228,7 @@ fn assemble(
         sources_v6: body.groups.sources_v6,
         domains: domain_table(catalog),
         stun_attributes: stun_table(catalog),
+        port_signals: port_signal_table(catalog),
         learning: body.learning,
         digest,
     }
@@ -241,6 +242,21 @@ fn stun_table(catalog: &Catalog) -> Vec<(u16, u32)> {
         .collect();
     table.sort_unstable();
     table.dedup_by_key(|&mut (attribute, _)| attribute);
+    table
+}
+
+/// Each vendor signal port with its service; a port two services mark goes to the first.
+fn port_signal_table(catalog: &Catalog) -> Vec<((u8, u16), u32)> {
+    let mut table: Vec<((u8, u16), u32)> = catalog
+        .services()
+        .flat_map(|(id, s)| {
+            s.ports.iter().filter(|p| p.signal).flat_map(move |p| {
+                (p.range.min..=p.range.max).map(move |port| ((p.proto.number() as u8, port), id))
+            })
+        })
+        .collect();
+    table.sort_unstable();
+    table.dedup_by_key(|&mut (port, _)| port);
     table
 }
 

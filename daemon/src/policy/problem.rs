@@ -71,6 +71,12 @@ pub(crate) enum Problem {
     },
     #[error("mode `{0}` must be \"enforce\" or \"monitor\"")]
     BadMode(String),
+    #[error("`signal` needs TCP or UDP ports")]
+    SignalWithoutPorts,
+    #[error("port {0} cannot be a signal: many services use it, the sovereign ones too")]
+    SharedSignalPort(u16),
+    #[error("a signal range holds {ports} ports; at most {max} (each is a kernel entry)")]
+    SignalRangeTooLarge { ports: u32, max: u32 },
     #[error("dns_min_ttl ({min} s) is above dns_max_ttl ({max} s)")]
     DnsTtlOrder { min: u32, max: u32 },
     #[error("dns_max_ttl must be at least 1 s")]
