@@ -26,8 +26,8 @@ use vigie_common::{
         ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
         SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
     },
-    sni::DomainKey,
     signal::PortKey,
+    sni::DomainKey,
     stun::StunKey,
 };
 

@@ -176,8 +176,16 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
         // SAFETY: as above.
         unsafe { *entry = fresh };
         count(&fresh, len, false);
-        if fresh.action != cached.action && fresh.flags & flags::MATCHED != 0 {
-            report::event(key, &fresh, flags::REDECIDED, len);
+        // Generation 0 is the daemon's mark on a flow whose QUIC server name it has just told:
+        // reported as named (like a TLS name), whether the verdict changed or not.
+        let named = cached.generation == 0 && cached.evidence == evidence::QUIC_SNI;
+        if fresh.flags & flags::MATCHED != 0 && (named || fresh.action != cached.action) {
+            let why = if named {
+                flags::NAMED
+            } else {
+                flags::REDECIDED
+            };
+            report::event(key, &fresh, why, len);
         }
         return outcome(&fresh, packet, direction);
     }

@@ -6,19 +6,18 @@ use vigie_common::{
     action::{evidence, rule as rule_no},
     flow::FlowKey,
     learned::LearnedKey,
-    signal::PortKey,
     limits,
     matching::{Subject, matches},
     policy::{
         DST_V4_ROOT_BITS, DstV4LongKey, SLOT_PREFIX_BITS, Settings, destination_index,
         dst_v4_root_index,
     },
+    signal::PortKey,
 };
 
 use crate::maps::{
-    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS, RULES,
-    SCRATCH,
-    SRC_V4, SRC_V6,
+    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS,
+    RULES, SCRATCH, SRC_V4, SRC_V6,
 };
 
 /// What the address table (or DNS) says of the remote side.

@@ -12,12 +12,12 @@ use vigie_common::{
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{FlowEntry, FlowKey},
     learned::{LearnedEndpoint, LearnedKey},
-    signal::PortKey,
     limits,
     policy::{
         ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
         Rule, Settings, SourceGroup,
     },
+    signal::PortKey,
     sni::{DomainKey, SniWork},
     stun::StunKey,
 };

@@ -231,11 +231,15 @@ fn names_decide(hook: Hook) {
     let server: IpAddr = SERVER.parse().unwrap();
     let events = daemon.wait_events(Duration::from_secs(5), |e| {
         let named = events_to(e, server);
-        BLOCKED.iter().all(|(_, service)| {
-            named
-                .iter()
-                .any(|e| e["evidence"] == "quic-sni" && e["service"] == *service)
-        })
+        BLOCKED
+            .iter()
+            .map(|(_, service)| *service)
+            .chain(["visio"])
+            .all(|service| {
+                named
+                    .iter()
+                    .any(|e| e["evidence"] == "quic-sni" && e["service"] == service)
+            })
     });
     let named: Vec<_> = events_to(&events, server)
         .into_iter()
@@ -253,6 +257,19 @@ fn names_decide(hook: Hook) {
             "{hook}: no quic-sni block event for {service}: {named:?}\nall events: {events:#?}"
         );
     }
+    // A name that a rule allows is reported too (as TLS names are), and no named flow reads
+    // as re-decided by a policy swap.
+    assert!(
+        named.iter().any(|(s, a)| s == "visio" && a == "allow"),
+        "{hook}: no quic-sni allow event for visio: {named:?}"
+    );
+    assert!(
+        events_to(&events, server)
+            .iter()
+            .filter(|e| e["evidence"] == "quic-sni")
+            .all(|e| e["redecided"] == false),
+        "{hook}: a named flow reported as re-decided: {events:#?}"
+    );
     let stats = &daemon.status().unwrap().raw["stats"];
     println!(
         "{hook}: quic_initials {}, quic_held {}, quic_timed_out {}; quic-sni events {named:?}",
