@@ -177,3 +177,54 @@ fn malformed_messages_are_not_stun() {
         Outcome::Pass
     );
 }
+
+#[test]
+fn a_vendor_port_is_the_weakest_evidence() {
+    if !vigie_lab::privilege::privileged("a_vendor_port_is_the_weakest_evidence") {
+        return;
+    }
+    let media = |dst, payload: &[u8]| {
+        Frame::udp4(FINANCE_HOST, 50_000, dst, 8801)
+            .payload(payload)
+            .build()
+    };
+    let plain = stun(&[(0x0006, b"user:name")]);
+    for hook in OUTBOUND_HOOKS {
+        // Zoom's media port at an address nothing explains: Zoom's, by port, and blocked.
+        let mut zoom = sandbox(&block_zoom());
+        assert_eq!(
+            run(&mut zoom, hook, &media(UNKNOWN_HOST, &[0; 40])),
+            Outcome::Drop
+        );
+        let entry = only_flow(&zoom).1;
+        assert_eq!(
+            (entry.service, entry.evidence),
+            (ZOOM, evidence::PORT),
+            "{hook:?}"
+        );
+        // An address says more: Visio's server on that port stays Visio's.
+        let mut visio = sandbox(&block_zoom());
+        assert_eq!(
+            run(&mut visio, hook, &media(VISIO_HOST, &plain)),
+            Outcome::Pass
+        );
+        assert_eq!(only_flow(&visio).1.evidence, evidence::ADDRESS, "{hook:?}");
+        // A rule that explicitly allows the source decided first: the port does not override.
+        let policy = PolicySpec::new()
+            .rule("finance-may", rule(action::ALLOW).groups(&[FINANCE]))
+            .rule("block-zoom", rule(action::DROP).services(&[ZOOM]));
+        let mut allowed = sandbox(&policy);
+        assert_eq!(
+            run(&mut allowed, hook, &media(UNKNOWN_HOST, &plain)),
+            Outcome::Pass
+        );
+        assert_eq!(only_flow(&allowed).1.service, 0, "{hook:?}");
+        // Another port tells nothing.
+        let mut other = sandbox(&block_zoom());
+        let frame = Frame::udp4(FINANCE_HOST, 50_000, UNKNOWN_HOST, 8811)
+            .payload(&[0; 40])
+            .build();
+        assert_eq!(run(&mut other, hook, &frame), Outcome::Pass);
+        assert_eq!(only_flow(&other).1.evidence, evidence::NONE, "{hook:?}");
+    }
+}
