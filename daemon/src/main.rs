@@ -151,6 +151,23 @@ fn replay(args: &ReplayArgs) -> Result<i32> {
         report.unplaced,
         source.describe()
     );
+    let seen: Vec<String> = report
+        .blind_spots
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    eprintln!(
+        "learned {} addresses from {} DNS answers, read {} QUIC server names; blind spots: {}",
+        report.learning.addresses_learned,
+        report.learning.dns_responses,
+        report.learning.quic_names_read,
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
+    );
     Ok(0)
 }
 

@@ -128,6 +128,37 @@ fn a_dns_answer_for_a_catalog_name_teaches_its_address() {
 }
 
 #[test]
+fn dns_over_tcp_teaches_too() {
+    if !vigie_lab::privilege::privileged("dns_over_tcp_teaches_too") {
+        return;
+    }
+    let mut sandbox = learning_sandbox();
+    // Two length-prefixed messages in one segment from the resolver's port 53.
+    let mut stream = Vec::new();
+    for (name, addr) in [
+        ("zoom.us", UNKNOWN_HOST),
+        ("www.example.org", Ipv4Addr::new(203, 0, 113, 83)),
+    ] {
+        let message = response(name, &[(name, Answer::A(addr), 300)]);
+        stream.extend_from_slice(&(message.len() as u16).to_be_bytes());
+        stream.extend_from_slice(&message);
+    }
+    let segment = Frame::tcp4(RESOLVER, 53, FINANCE_HOST, CLIENT_PORT)
+        .payload(&stream)
+        .build();
+    assert_eq!(run(&mut sandbox, Hook::TcReply, &segment), Outcome::Pass);
+    assert_eq!(sandbox.drain_lessons(), [Lesson::Endpoints { learned: 1 }]);
+    assert_eq!(
+        run(
+            &mut sandbox,
+            Hook::XdpOutbound,
+            &syn(UNKNOWN_HOST, 443, 50_010)
+        ),
+        Outcome::Drop
+    );
+}
+
+#[test]
 fn a_cname_chain_leads_to_the_service_and_other_names_teach_nothing() {
     if !vigie_lab::privilege::privileged(
         "a_cname_chain_leads_to_the_service_and_other_names_teach_nothing",

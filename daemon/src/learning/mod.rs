@@ -365,6 +365,25 @@ pub fn learned_key(slot: u32, addr: IpAddr) -> LearnedKey {
     }
 }
 
+/// What vigie saw but could not classify, by kind: the kernel's counts (`stat::*`, summed over
+/// CPUs) beside the learner's. Metrics and replay report the same list.
+#[must_use]
+pub fn blind_spots(kernel: &[u64], learner: &LearningStats) -> [(&'static str, u64); 9] {
+    use vigie_common::counters::stat;
+    let k = |i: u32| kernel.get(i as usize).copied().unwrap_or(0);
+    [
+        ("tls-unreadable", k(stat::SNI_UNREADABLE)),
+        ("tls-encrypted-hello", k(stat::SNI_ENCRYPTED)),
+        ("encrypted-dns", k(stat::ENCRYPTED_DNS)),
+        ("quic-unknown-version", k(stat::QUIC_UNKNOWN_VERSION)),
+        ("quic-timed-out", k(stat::QUIC_TIMED_OUT)),
+        ("quic-unreadable", learner.quic_unreadable),
+        ("quic-encrypted-hello", learner.quic_encrypted_hellos),
+        ("dns-unreadable", learner.dns_unreadable),
+        ("payloads-lost", k(stat::PAYLOADS_LOST)),
+    ]
+}
+
 /// `CLOCK_MONOTONIC` now, in ns: the kernel's clock (`bpf_ktime_get_ns`).
 #[must_use]
 pub fn monotonic_ns() -> u64 {

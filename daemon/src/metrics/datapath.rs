@@ -321,17 +321,7 @@ impl DatapathCollector {
         let learner = self.learning.lock().map(|l| *l).unwrap_or_default();
         let s = learner.stats;
         let kernel = |i: u32| stats[i as usize];
-        for (kind, n) in [
-            ("tls-unreadable", kernel(stat::SNI_UNREADABLE)),
-            ("tls-encrypted-hello", kernel(stat::SNI_ENCRYPTED)),
-            ("encrypted-dns", kernel(stat::ENCRYPTED_DNS)),
-            ("quic-unknown-version", kernel(stat::QUIC_UNKNOWN_VERSION)),
-            ("quic-timed-out", kernel(stat::QUIC_TIMED_OUT)),
-            ("quic-unreadable", s.quic_unreadable),
-            ("quic-encrypted-hello", s.quic_encrypted_hellos),
-            ("dns-unreadable", s.dns_unreadable),
-            ("payloads-lost", kernel(stat::PAYLOADS_LOST)),
-        ] {
+        for (kind, n) in crate::learning::blind_spots(stats, &s) {
             f.blind_spots.with_label_values(&[kind]).inc_by(n);
         }
         f.dns_responses

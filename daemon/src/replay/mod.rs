@@ -63,6 +63,9 @@ pub struct Replay {
     pub packets: usize,
     /// Frames that carry no IP packet vigie could place (ARP, truncated...): still run.
     pub unplaced: usize,
+    /// What DNS answers and QUIC Initials taught, and what could not be classified.
+    pub learning: crate::learning::LearningStats,
+    pub blind_spots: Vec<(&'static str, u64)>,
 }
 
 /// Runs `frames` through a fresh instance under `policy`; `lan` tells outbound packets.
@@ -96,6 +99,8 @@ pub fn replay(
         // Events are not reported here: drain the ring so it never fills.
         let _ = sandbox.drain_events();
     }
+    report.learning = sandbox.learner().stats;
+    report.blind_spots = crate::learning::blind_spots(&sandbox.stats()?, &report.learning).to_vec();
     let mut flows: Vec<(usize, FlowVerdict)> = Vec::new();
     let mut placed: HashMap<Connection, usize> = HashMap::new();
     for (key, entry) in sandbox.flows() {
