@@ -343,7 +343,8 @@ range = "8801-8810"
                 range: PortRange {
                     min: 8801,
                     max: 8810
-                }
+                },
+                signal: false,
             }]
         );
         assert_eq!(zoom.prefixes.len(), 2);
