@@ -19,6 +19,9 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use ipnet::Ipv4Net;
+
+#[path = "common/udp.rs"]
+mod udp;
 use vigie::{
     compiled::{CompiledPolicy, RuleInfo, ServiceInfo},
     sandbox::{Bare, Hook, Sandbox},
@@ -87,7 +90,7 @@ fn measure(
         .iter()
         .map(|(n, _)| host_in(*n))
         .collect();
-    let hit_frame = udp_frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801);
+    let hit_frame = udp::frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801, &[0; 18]);
     sandbox.run(hook, &hit_frame)?;
     let mut sums = [0f64; 4];
     let mut next_flow = 0u32;
@@ -121,7 +124,13 @@ fn ns(d: Duration) -> f64 {
 fn miss_frame(flow: u32, dsts: &[Ipv4Addr], i: usize) -> Vec<u8> {
     let src = Ipv4Addr::from(0x0a00_0000 | (flow >> 14));
     let port = 1024 + (flow & 0x3fff) as u16;
-    udp_frame(src, port, dsts[i.wrapping_mul(7919) % dsts.len()], 8801)
+    udp::frame(
+        src,
+        port,
+        dsts[i.wrapping_mul(7919) % dsts.len()],
+        8801,
+        &[0; 18],
+    )
 }
 
 fn host_in(net: Ipv4Net) -> Ipv4Addr {
@@ -188,22 +197,4 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
         learning: vigie::compiled::LearningSettings::DEFAULT,
         digest: "bench".into(),
     }
-}
-
-/// Ethernet + IPv4 + UDP with an 18-byte payload (a 60-byte frame).
-fn udp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&src.octets());
-    f[30..34].copy_from_slice(&dst.octets());
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
 }

@@ -23,6 +23,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+
+#[path = "common/udp.rs"]
+mod udp;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use vigie::{
@@ -55,13 +58,13 @@ fn main() -> Result<()> {
         let name = format!("h{i}.zoom.us");
         sandbox.run(
             Hook::TcReply,
-            &udp_frame(RESOLVER, 53, CLIENT, 40_000, &dns(&name, host)),
+            &udp::frame(RESOLVER, 53, CLIENT, 40_000, &dns(&name, host)),
         )?;
         std::thread::sleep(SPACING);
         // Each QUIC flow from its own port: the daemon reads one reader per flow.
         sandbox.run(
             Hook::XdpOutbound,
-            &udp_frame(CLIENT, 20_000 + i as u16, SERVER, 443, &quic),
+            &udp::frame(CLIENT, 20_000 + i as u16, SERVER, 443, &quic),
         )?;
         std::thread::sleep(SPACING);
     }
@@ -177,23 +180,4 @@ fn quic_initial() -> Vec<u8> {
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0))
         .collect()
-}
-
-/// Ethernet + IPv4 + UDP around `payload`.
-fn udp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 42];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&src.octets());
-    f[30..34].copy_from_slice(&dst.octets());
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    f[38..40].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(payload);
-    f
 }

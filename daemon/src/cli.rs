@@ -67,6 +67,10 @@ pub struct ExplainArgs {
     /// carrying it (TCP; 443/tcp when --port is not given).
     #[arg(long)]
     pub sni: Option<String>,
+    /// The name the internal host looked the destination up by: a DNS answer tying NAME to
+    /// the destination crosses the gateway first, as it would have.
+    #[arg(long)]
+    pub dns_name: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -32,6 +32,9 @@ pub struct Question {
     pub transport: Transport,
     /// The TLS server name the client's ClientHello carries (TCP only).
     pub sni: Option<String>,
+    /// The name the client resolved the destination from: a DNS answer tying it to the
+    /// destination crosses the gateway before the probe.
+    pub dns_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,8 @@ pub enum ExplainError {
     SniWithoutTcp,
     #[error("--sni `{0}` is not a host name (1 to 253 bytes)")]
     BadSni(String),
+    #[error("--dns-name `{0}` is not a host name: {1}")]
+    BadDnsName(String, String),
     #[error("source {src} and destination {dst} are not of one address family")]
     MixedFamilies { src: IpAddr, dst: IpAddr },
     #[error("running the kernel program (explain needs root, as `vigie run` does): {0}")]
@@ -75,6 +80,8 @@ pub struct Explanation {
     pub evidence: &'static str,
     /// The TLS server name the probe's ClientHello carried, when asked.
     pub sni: Option<String>,
+    /// The name a DNS answer tied to the destination before the probe, when asked.
+    pub dns_name: Option<String>,
     /// The longest prefix of the address table that holds the destination.
     pub prefix: Option<String>,
     pub group: String,
@@ -106,6 +113,18 @@ pub fn explain(
     )?;
     let mut sandbox = Sandbox::new()?;
     sandbox.apply(policy)?;
+    if let Some(name) = &question.dns_name {
+        crate::policy::syntax::domain(name.trim_end_matches('.'))
+            .map_err(|why| ExplainError::BadDnsName(name.clone(), why.to_string()))?;
+        // The answer the client got when it looked the name up, as the reply program sees it.
+        let message = crate::learning::dns::answer(name, question.dst, 300);
+        let answer =
+            probe::dns_answer(question.src, &message).ok_or(ExplainError::MixedFamilies {
+                src: question.src,
+                dst: question.dst,
+            })?;
+        sandbox.run(Hook::TcReply, &answer)?;
+    }
     let (mut outcome, mut sent) = sandbox.run_frame(Hook::XdpOutbound, &frame)?;
     if let Some(name) = &question.sni {
         // The SYN opened the flow; the ClientHello segment gets the verdict the name brings.
@@ -124,10 +143,11 @@ pub fn explain(
         )?;
         (outcome, sent) = sandbox.run_frame(Hook::XdpOutbound, &segment)?;
     }
+    // The probe's flow (the DNS answer, when asked for, made one of its own).
     let (_, entry) = sandbox
         .flows()
         .into_iter()
-        .next()
+        .find(|(key, _)| crate::maps::address(key.family, &key.remote) == question.dst)
         .ok_or(ExplainError::NoFlow)?;
 
     let service = policy
@@ -162,6 +182,7 @@ pub fn explain(
         country: geoip.and_then(|db| db.country(question.dst)),
         evidence: evidence_name(entry.evidence),
         sni: question.sni.clone(),
+        dns_name: question.dns_name.clone(),
         prefix: prefix
             .filter(|_| entry.evidence == evidence::ADDRESS)
             .map(|(net, _)| net.to_string()),
@@ -274,7 +295,18 @@ impl fmt::Display for Explanation {
                 "  evidence  {} (the server name {name} is under no catalog domain)",
                 self.evidence
             )?,
-            (None, None) => writeln!(f, "  evidence  {}", self.evidence)?,
+            (None, None) => match &self.dns_name {
+                Some(name) if self.evidence == "dns" => writeln!(
+                    f,
+                    "  evidence  dns: a DNS answer tied it to {name}, under a catalog domain"
+                )?,
+                Some(name) => writeln!(
+                    f,
+                    "  evidence  {} (the DNS name {name} is under no catalog domain)",
+                    self.evidence
+                )?,
+                None => writeln!(f, "  evidence  {}", self.evidence)?,
+            },
         }
         match &self.group_prefix {
             Some(prefix) => writeln!(f, "  source    group {} ({prefix})", self.group)?,

@@ -83,6 +83,7 @@ fn explain(args: &ExplainArgs) -> Result<i32> {
             Transport::Echo
         }),
         sni: args.sni.clone(),
+        dns_name: args.dns_name.clone(),
     };
     let geoip = compilation.geoip.as_deref().map(GeoIp::open).transpose()?;
     let answer = explain::explain(&compilation.policy, geoip.as_ref(), &question)?;

@@ -70,6 +70,24 @@ pub fn segment(src: IpAddr, dst: IpAddr, port: u16, payload: &[u8]) -> Option<Ve
     assemble(src, dst, transport, l4)
 }
 
+/// A resolver's answer (`payload`, a DNS message) to the internal host `client`, from port 53
+/// of a documentation address of `client`'s family (192.0.2.53, 2001:db8::53).
+#[must_use]
+pub fn dns_answer(client: IpAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    let resolver = match client {
+        IpAddr::V4(_) => IpAddr::from([192, 0, 2, 53]),
+        IpAddr::V6(_) => "2001:db8::53".parse().ok()?,
+    };
+    let port = SOURCE_PORT.wrapping_add(1);
+    let mut l4 = Vec::with_capacity(8 + payload.len());
+    l4.extend_from_slice(&53u16.to_be_bytes());
+    l4.extend_from_slice(&port.to_be_bytes());
+    l4.extend_from_slice(&u16::try_from(8 + payload.len()).ok()?.to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    assemble(resolver, client, Transport::Udp { port }, l4)
+}
+
 /// The frame around a transport header and payload: checksum, IP header, Ethernet.
 fn assemble(src: IpAddr, dst: IpAddr, transport: Transport, mut l4: Vec<u8>) -> Option<Vec<u8>> {
     let v6 = match (src, dst) {

@@ -318,3 +318,71 @@ fn a_server_name_decides_where_the_address_says_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sni needs TCP"));
 }
+
+#[test]
+fn a_dns_name_decides_where_the_address_says_nothing() {
+    if !vigie_lab::privilege::privileged("a_dns_name_decides_where_the_address_says_nothing") {
+        return;
+    }
+    // The answer tying the name to 203.0.113.7 crosses the gateway first, as when the client
+    // looked it up; the probe then finds the address learned.
+    for (dst, port) in [("203.0.113.7", "9999/udp"), ("2001:db8:77::7", "443/tcp")] {
+        let zoom = explain(
+            "",
+            &[
+                "--dst",
+                dst,
+                "--port",
+                port,
+                "--dns-name",
+                "meetings.zoom.us",
+            ],
+        );
+        assert_eq!(
+            (zoom["service"].as_str(), zoom["evidence"].as_str()),
+            (Some("zoom"), Some("dns")),
+            "{zoom}"
+        );
+        assert_eq!(zoom["dns_name"], "meetings.zoom.us");
+        assert_eq!(zoom["packet"], "dropped", "{zoom}");
+    }
+    let other = explain(
+        "",
+        &[
+            "--dst",
+            "203.0.113.7",
+            "--port",
+            "443/tcp",
+            "--dns-name",
+            "www.example.org",
+        ],
+    );
+    assert_eq!(
+        (other["service"].clone(), other["evidence"].as_str()),
+        (Value::Null, Some("none"))
+    );
+    assert_eq!(other["packet"], "passes");
+    // The text says where the evidence came from.
+    let out = vigie(&[
+        "explain",
+        "--dst",
+        "203.0.113.7",
+        "--port",
+        "443/tcp",
+        "--dns-name",
+        "meetings.zoom.us",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("dns: a DNS answer tied it to meetings.zoom.us"),
+        "{text}"
+    );
+    // A name that is not one is refused, with the reason.
+    let out = vigie(&["explain", "--dst", "203.0.113.7", "--dns-name", "bad..name"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--dns-name `bad..name` is not a host name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

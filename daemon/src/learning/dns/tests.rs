@@ -445,6 +445,20 @@ fn mutated_messages_never_panic() {
 }
 
 #[test]
+fn built_answers_read_back() {
+    for addr in ["203.0.113.9", "2001:db8::9"] {
+        let addr: IpAddr = addr.parse().unwrap();
+        let message = super::answer("Meet.Zoom.us.", addr, 120);
+        let response = parse(&message).unwrap();
+        assert_eq!(response.question(), Some("meet.zoom.us"));
+        let learned = response.addresses();
+        assert_eq!(learned.len(), 1);
+        assert_eq!((learned[0].address, learned[0].ttl), (addr, 120));
+        assert_eq!(learned[0].names, ["meet.zoom.us"]);
+    }
+}
+
+#[test]
 fn a_dnsmasq_cname_answer_chains_to_its_target() {
     // dnsmasq's answer for `video.corp.test`, a `--cname` of a `--host-record`.
     let hex = "12348580000100020000000005766964656f04636f727004746573740000010001c00c0005000100\
