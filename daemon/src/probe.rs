@@ -71,7 +71,7 @@ pub fn segment(src: IpAddr, dst: IpAddr, port: u16, payload: &[u8]) -> Option<Ve
 }
 
 /// A resolver's answer (`payload`, a DNS message) to the internal host `client`, from port 53
-/// of a documentation address of `client`'s family (192.0.2.53, 2001:db8::53).
+/// of a documentation address of `client`'s family (`192.0.2.53`, `2001:db8::53`).
 #[must_use]
 pub fn dns_answer(client: IpAddr, payload: &[u8]) -> Option<Vec<u8>> {
     let resolver = match client {
