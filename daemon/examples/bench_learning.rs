@@ -69,6 +69,7 @@ fn main() -> Result<()> {
         std::thread::sleep(SPACING);
     }
     let elapsed = started.elapsed();
+    let swap = swap_with_learned(&sandbox, &compiled.policy)?;
     drop(sandbox);
     let mut dns = Vec::new();
     let mut quic = Vec::new();
@@ -87,7 +88,44 @@ fn main() -> Result<()> {
     report("QUIC Initial -> name told to the flow", &mut quic);
     println!();
     println!("({:.1} s in all)", elapsed.as_secs_f64());
+    println!();
+    println!(
+        "a policy swap rewrites the learned addresses into the new slot: {} of them in {:.1} ms",
+        LEARNED_AT_SWAP,
+        swap.as_secs_f64() * 1e3
+    );
     Ok(())
+}
+
+/// Learned addresses when the swap is timed: the default `dns_max_entries`.
+const LEARNED_AT_SWAP: usize = 50_000;
+
+/// The time a policy swap spends writing `LEARNED_AT_SWAP` learned addresses into the slot it
+/// is about to make active (a learner of its own on the sandbox's maps).
+fn swap_with_learned(
+    sandbox: &Sandbox,
+    policy: &vigie::compiled::CompiledPolicy,
+) -> Result<Duration> {
+    let mut learner = sandbox.maps().learner()?;
+    let policy = std::sync::Arc::new(policy.clone());
+    learner.policy_written(0, std::sync::Arc::clone(&policy));
+    let key = vigie_common::flow::FlowKey::default();
+    let now = learning::monotonic_ns();
+    for i in 0..LEARNED_AT_SWAP {
+        let host = Ipv4Addr::from(0x0a00_0000_u32 + i as u32);
+        let message = dns(&format!("s{i}.zoom.us"), host);
+        let record =
+            learning::record::encode(&key, now, vigie_common::payload::kind::DNS_UDP, &message);
+        learner.payload(&record);
+    }
+    anyhow::ensure!(
+        learner.learned_count() == LEARNED_AT_SWAP,
+        "learned {} addresses, not {LEARNED_AT_SWAP}",
+        learner.learned_count()
+    );
+    let started = Instant::now();
+    learner.policy_written(1, policy);
+    Ok(started.elapsed())
 }
 
 enum Signal {
