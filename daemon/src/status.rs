@@ -10,6 +10,7 @@ use serde::Serialize;
 use vigie_common::{
     counters::stat,
     flow::{FlowEntry, FlowKey},
+    learned::{LearnedEndpoint, LearnedKey},
     limits, maps as names,
     policy::ActivePolicy,
 };
@@ -31,6 +32,9 @@ pub struct Status {
     pub policy_source: Option<String>,
     pub flows: usize,
     pub flow_capacity: u32,
+    /// Addresses learned from DNS in force in the active slot (expired ones the daemon has
+    /// not swept yet included).
+    pub learned_endpoints: usize,
     /// The datapath's statistics (`stat::NAMES`), summed over CPUs, since it was loaded.
     pub stats: BTreeMap<&'static str, u64>,
 }
@@ -56,6 +60,17 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
     let flows = open_map(pin_dir, names::FLOWS)
         .and_then(|m| BpfHashMap::<MapData, FlowKey, FlowEntry>::try_from(Map::LruHashMap(m)).ok())
         .map_or(0, |f| f.keys().flatten().count());
+    let learned_endpoints = open_map(pin_dir, names::LEARNED)
+        .and_then(|m| {
+            BpfHashMap::<MapData, LearnedKey, LearnedEndpoint>::try_from(Map::LruHashMap(m)).ok()
+        })
+        .map_or(0, |table| {
+            table
+                .keys()
+                .flatten()
+                .filter(|k| u32::from(k.slot) == active.slot)
+                .count()
+        });
     let datapath = open_map(pin_dir, names::STATS)
         .and_then(|m| PerCpuArray::<MapData, u64>::try_from(Map::PerCpuArray(m)).ok())
         .map(|array| {
@@ -89,6 +104,7 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
         policy_source: state.policy_source,
         flows,
         flow_capacity: limits::FLOW_CAPACITY,
+        learned_endpoints,
         stats: datapath,
     })
 }
@@ -125,6 +141,7 @@ pub fn print(status: &Status, json: bool) -> Result<()> {
         "flows           {} of {}",
         status.flows, status.flow_capacity
     );
+    println!("learned (DNS)   {} addresses", status.learned_endpoints);
     let nonzero: Vec<String> = status
         .stats
         .iter()

@@ -134,6 +134,15 @@ fn learned_from_dns(hook: Hook) {
     // Each lookup just before its probe: a blocked probe waits out its timeout, longer than
     // the short TTL this test gives.
     assert_eq!(lookup(lab, "meetings.zoom.us"), [ZOOM_HOST]);
+    // `vigie status` counts it (read from the pinned table, in the active slot).
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while daemon.status().unwrap().raw["learned_endpoints"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{hook}: vigie status shows no learned address"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         !passes(lab, ZOOM_HOST),
         "{hook}: a Zoom name's address passes"
