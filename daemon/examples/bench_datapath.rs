@@ -8,7 +8,10 @@
 //! Bare and vigie runs are interleaved round by round so that drift on a shared machine hits
 //! both alike; the figure to read is the difference. Needs root.
 //!
-//! Usage: cargo run --release -p vigie --example `bench_datapath` [-- --flows N --rounds R]
+//! Usage: cargo run --release -p vigie --example `bench_datapath` [-- --flows N --rounds R
+//! --prefixes P --unlisted]: P alone instead of 10, 1,000 and 100,000; with `--unlisted`,
+//! every flow goes to the /24 after a loaded prefix (almost never loaded itself): no service,
+//! the policy's default decides and no event is written.
 
 // Figures are averages of counts far below 2^52: the float conversions lose nothing.
 #![allow(
@@ -38,6 +41,8 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let flows = flag(&args, "--flows").unwrap_or(20_000);
     let rounds = flag(&args, "--rounds").unwrap_or(3);
+    let counts: Vec<usize> = flag(&args, "--prefixes").map_or(PREFIX_COUNTS.to_vec(), |p| vec![p]);
+    let unlisted = args.iter().any(|a| a == "--unlisted");
     println!("vigie datapath benchmark: BPF_PROG_TEST_RUN, ns per packet (kernel-measured)");
     println!(
         "miss = {flows} distinct flows per round, hit = {HIT_REPEAT} repeats per round, {rounds} rounds"
@@ -47,10 +52,10 @@ fn main() -> anyhow::Result<()> {
         "{:<5} {:>9} {:<5} {:>9} {:>9} {:>9}",
         "hook", "prefixes", "case", "bare", "vigie", "added"
     );
-    for &count in &PREFIX_COUNTS {
+    for &count in &counts {
         for (hook, xdp) in [(Hook::XdpOutbound, true), (Hook::TcOutbound, false)] {
             let (bare_hit, vigie_hit, bare_miss, vigie_miss) =
-                measure(count, hook, xdp, flows, rounds)?;
+                measure(count, hook, xdp, flows, rounds, unlisted)?;
             let name = if xdp { "xdp" } else { "tc" };
             row(name, count, "hit", bare_hit, vigie_hit);
             row(name, count, "miss", bare_miss, vigie_miss);
@@ -80,6 +85,7 @@ fn measure(
     xdp: bool,
     flows: usize,
     rounds: usize,
+    unlisted: bool,
 ) -> anyhow::Result<(f64, f64, f64, f64)> {
     let policy = synthetic_policy(count);
     let mut sandbox = Sandbox::new()?;
@@ -88,7 +94,14 @@ fn measure(
     let dsts: Vec<Ipv4Addr> = policy
         .destinations_v4
         .iter()
-        .map(|(n, _)| host_in(*n))
+        .map(|(n, _)| {
+            let host = host_in(*n);
+            if unlisted {
+                Ipv4Addr::from(u32::from(host).wrapping_add(256))
+            } else {
+                host
+            }
+        })
         .collect();
     let hit_frame = udp::frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801, &[0; 18]);
     sandbox.run(hook, &hit_frame)?;

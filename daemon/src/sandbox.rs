@@ -327,6 +327,23 @@ impl Sandbox {
         events
     }
 
+    /// What the kernel says of a loaded program (its verified instruction count, say).
+    pub fn program_info(
+        &self,
+        name: &'static str,
+    ) -> Result<aya::programs::ProgramInfo, SandboxError> {
+        let err = |source| SandboxError::Run {
+            program: name,
+            len: 0,
+            source,
+        };
+        self.ebpf
+            .program(name)
+            .ok_or(ProgramError::NotLoaded)
+            .and_then(aya::programs::Program::info)
+            .map_err(err)
+    }
+
     /// The policy maps, for callers that need more than the above.
     #[must_use]
     pub const fn maps(&self) -> &DatapathMaps {
