@@ -61,11 +61,12 @@ pub mod evidence {
     pub const SIGNATURE: u32 = 7;
     pub const PORT: u32 = 8;
 
-    /// Evidence that came from the flow's own packets or from DNS, not from the address table:
-    /// it survives a policy swap, whereas address evidence is looked up again.
+    /// Evidence that came from the flow's own packets (a server name, a STUN attribute, a
+    /// signature): it survives a policy swap. What tables tell (addresses, DNS, signal ports)
+    /// is looked up again in the new policy's tables.
     #[must_use]
     pub const fn is_learned(evidence: u32) -> bool {
-        evidence >= DNS
+        matches!(evidence, SNI | QUIC_SNI | STUN | SIGNATURE)
     }
 }
 

@@ -31,7 +31,10 @@ pub struct Settings {
     pub mode: u32,
     /// What a packet that cannot be parsed gets: `action::ALLOW` or `action::DROP`.
     pub unparsed_action: u32,
-    pub pad: u32,
+    /// 1 when some rule (or the default) of the slot's policy blocks and enforces: only then
+    /// are a QUIC flow's server datagrams held back while its name is read. A policy that only
+    /// reports (monitor mode) never holds a packet back. The map writer sets it.
+    pub holds_quic: u32,
 }
 
 /// `Rule::conditions` bits: which of the rule's fields constrain a match.

@@ -95,6 +95,20 @@ impl Default for LearningSettings {
 }
 
 impl CompiledPolicy {
+    /// Whether some rule, or the default, blocks and is enforced (not only reported): what
+    /// makes holding a QUIC flow back while its name is read worth its delay.
+    #[must_use]
+    pub fn enforces_a_block(&self) -> bool {
+        use vigie_common::action::{self, mode, rule_mode};
+        let policy_mode = self.settings.mode;
+        let rule_blocks = self.rules.iter().any(|r| {
+            action::blocks(r.action & rule_mode::ACTION_MASK)
+                && !rule_mode::monitors(r.action, policy_mode)
+        });
+        rule_blocks
+            || (action::blocks(self.settings.default_action) && policy_mode != mode::MONITOR)
+    }
+
     /// The catalog id of a kernel service id, if any.
     #[must_use]
     pub fn service_name(&self, id: u32) -> Option<&str> {

@@ -116,13 +116,16 @@ pub fn explain(
     if let Some(name) = &question.dns_name {
         crate::policy::syntax::domain(name.trim_end_matches('.'))
             .map_err(|why| ExplainError::BadDnsName(name.clone(), why.to_string()))?;
-        // The answer the client got when it looked the name up, as the reply program sees it.
+        // The client's question, then the answer it got when it looked the name up, as the
+        // outbound and reply programs see them.
         let message = crate::learning::dns::answer(name, question.dst, 300);
-        let answer =
-            probe::dns_answer(question.src, &message).ok_or(ExplainError::MixedFamilies {
-                src: question.src,
-                dst: question.dst,
-            })?;
+        let mixed = || ExplainError::MixedFamilies {
+            src: question.src,
+            dst: question.dst,
+        };
+        let query = probe::dns_query(question.src, &message).ok_or_else(mixed)?;
+        let answer = probe::dns_answer(question.src, &message).ok_or_else(mixed)?;
+        sandbox.run(Hook::XdpOutbound, &query)?;
         sandbox.run(Hook::TcReply, &answer)?;
     }
     let (mut outcome, mut sent) = sandbox.run_frame(Hook::XdpOutbound, &frame)?;

@@ -210,6 +210,7 @@ impl DatapathMaps {
         settings.generation = generation;
         // The rule count is what was written, whatever the compiler put there.
         settings.rule_count = policy.rules.len() as u32;
+        settings.holds_quic = u32::from(policy.enforces_a_block());
         self.settings
             .set(slot, &settings, 0)
             .map_err(map_err(names::SETTINGS))?;

@@ -70,22 +70,46 @@ pub fn segment(src: IpAddr, dst: IpAddr, port: u16, payload: &[u8]) -> Option<Ve
     assemble(src, dst, transport, l4)
 }
 
-/// A resolver's answer (`payload`, a DNS message) to the internal host `client`, from port 53
-/// of a documentation address of `client`'s family (`192.0.2.53`, `2001:db8::53`).
+/// The internal host `client`'s DNS question (`payload`) to a resolver at a documentation
+/// address of its family (`192.0.2.53`, `2001:db8::53`): the kernel reads only the answers
+/// to questions that crossed it.
+#[must_use]
+pub fn dns_query(client: IpAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    let resolver = resolver_of(client)?;
+    dns_datagram(client, DNS_CLIENT_PORT, resolver, 53, payload)
+}
+
+/// The resolver's answer (`payload`, a DNS message) to `dns_query`.
 #[must_use]
 pub fn dns_answer(client: IpAddr, payload: &[u8]) -> Option<Vec<u8>> {
-    let resolver = match client {
-        IpAddr::V4(_) => IpAddr::from([192, 0, 2, 53]),
-        IpAddr::V6(_) => "2001:db8::53".parse().ok()?,
-    };
-    let port = SOURCE_PORT.wrapping_add(1);
+    let resolver = resolver_of(client)?;
+    dns_datagram(resolver, 53, client, DNS_CLIENT_PORT, payload)
+}
+
+/// The client port of the DNS exchange `explain --dns-name` plays.
+const DNS_CLIENT_PORT: u16 = SOURCE_PORT.wrapping_add(1);
+
+fn resolver_of(client: IpAddr) -> Option<IpAddr> {
+    match client {
+        IpAddr::V4(_) => Some(IpAddr::from([192, 0, 2, 53])),
+        IpAddr::V6(_) => "2001:db8::53".parse().ok(),
+    }
+}
+
+fn dns_datagram(
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
     let mut l4 = Vec::with_capacity(8 + payload.len());
-    l4.extend_from_slice(&53u16.to_be_bytes());
-    l4.extend_from_slice(&port.to_be_bytes());
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
     l4.extend_from_slice(&u16::try_from(8 + payload.len()).ok()?.to_be_bytes());
     l4.extend_from_slice(&[0, 0]);
     l4.extend_from_slice(payload);
-    assemble(resolver, client, Transport::Udp { port }, l4)
+    assemble(src, dst, Transport::Udp { port: dport }, l4)
 }
 
 /// The frame around a transport header and payload: checksum, IP header, Ethernet.

@@ -300,18 +300,31 @@ impl PayloadReader {
         let ring = AsyncFd::new(ring);
         let mut ring = match ring {
             Ok(fd) => fd,
-            Err(e) => return error!("watching the payload ring: {e}"),
+            Err(e) => return error!("watching the payload ring: {e}; {STOPS}"),
         };
         let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
-                    let Ok(mut guard) = guard else { return };
-                    self.drain(guard.get_inner_mut());
-                    guard.clear_ready();
+                    let mut guard = match guard {
+                        Ok(guard) => guard,
+                        Err(e) => return error!("the payload ring failed: {e}; {STOPS}"),
+                    };
+                    match self.drain(guard.get_inner_mut()) {
+                        Drained::All => guard.clear_ready(),
+                        // More waits: the sweep and the policy writer get the learner between
+                        // batches (the ring stays readable, so this wakes again at once).
+                        Drained::Batch => {
+                            drop(guard);
+                            tokio::task::yield_now().await;
+                        }
+                        Drained::Poisoned => return error!("the learner failed; {STOPS}"),
+                    }
                 }
                 _ = sweep.tick() => {
-                    let Ok(mut learner) = self.learner.lock() else { return };
+                    let Ok(mut learner) = self.learner.lock() else {
+                        return error!("the learner failed; {STOPS}");
+                    };
                     learner.sweep(learning::monotonic_ns());
                     self.metrics.learning(learner.stats, learner.learned_count());
                 }
@@ -319,11 +332,17 @@ impl PayloadReader {
         }
     }
 
-    fn drain(&self, ring: &mut RingBuf<MapData>) {
+    /// Reads at most `PAYLOAD_BATCH` records under one lock of the learner.
+    fn drain(&self, ring: &mut RingBuf<MapData>) -> Drained {
         let Ok(mut learner) = self.learner.lock() else {
-            return;
+            return Drained::Poisoned;
         };
-        while let Some(item) = ring.next() {
+        let mut drained = Drained::Batch;
+        for _ in 0..PAYLOAD_BATCH {
+            let Some(item) = ring.next() else {
+                drained = Drained::All;
+                break;
+            };
             let stamp = learning::record::decode(&item).map(|p| p.timestamp_ns);
             let signal = match learner.payload(&item) {
                 Lesson::Endpoints { learned } if learned > 0 => "dns",
@@ -337,7 +356,22 @@ impl PayloadReader {
         }
         self.metrics
             .learning(learner.stats, learner.learned_count());
+        drained
     }
+}
+
+/// What the daemon says when the payload reader stops (enforcement goes on; QUIC flows are
+/// then held back only until the kernel's deadline).
+const STOPS: &str = "DNS learning and QUIC server names stop";
+
+/// Records read from the payload ring under one lock of the learner: a flood of DNS answers
+/// must not keep a policy swap (which tells the learner first) or the sweep waiting.
+const PAYLOAD_BATCH: usize = 256;
+
+enum Drained {
+    All,
+    Batch,
+    Poisoned,
 }
 
 /// Reads the event ring, names, aggregates and writes the events.

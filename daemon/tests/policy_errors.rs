@@ -519,7 +519,7 @@ fn dns_learning_bounds() {
     assert_eq!(
         with("dns_max_entries = 100000\n"),
         [
-            "policy.toml:5:19: dns_max_entries must be 1 to 65536 (the kernel's learned table holds this many per policy slot)"
+            "policy.toml:5:19: dns_max_entries must be 1 to 52428 (the kernel's learned table holds this many per policy slot)"
         ]
     );
 }

@@ -146,19 +146,22 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             Outcome::Pass
         };
     }
-    // A DNS server's answer: the daemon learns the addresses of catalog names from it. The
-    // packet itself is judged like any other.
-    if direction == Direction::Reply
-        && key.remote_port == DNS_PORT
-        && packet.payload_len > 0
-        && (packet.proto == IPPROTO_UDP || packet.proto == IPPROTO_TCP)
-    {
-        payload::dns(ctx, packet, packet.proto == IPPROTO_TCP);
-    }
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
         // make this packet count under the previous verdict.
         let cached = unsafe { *entry };
+        // A DNS server's answer to a question an internal host asked (its flow exists, opened
+        // from the LAN, and is not blocked): the daemon learns the addresses of catalog names
+        // from it. An answer nobody asked for teaches nothing. The packet is judged as usual.
+        if direction == Direction::Reply
+            && key.remote_port == DNS_PORT
+            && packet.payload_len > 0
+            && cached.flags & flags::FROM_REMOTE == 0
+            && !action::blocks(effective_action(&cached))
+            && (packet.proto == IPPROTO_UDP || packet.proto == IPPROTO_TCP)
+        {
+            payload::dns(ctx, packet, packet.proto == IPPROTO_TCP);
+        }
         if cached.flags & flags::QUIC_PENDING != 0 && quic_held(ctx, packet, direction, entry) {
             return Outcome::Drop;
         }
@@ -172,7 +175,11 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             count(&cached, len, false);
             return outcome(&cached, packet, direction);
         }
-        let fresh = redecide(&cached);
+        let mut fresh = redecide(&cached);
+        if cached.evidence == evidence::PORT {
+            // A signal port's service is looked up again, as for a new flow.
+            port_evidence(&mut fresh, active_policy().slot);
+        }
         // SAFETY: as above.
         unsafe { *entry = fresh };
         count(&fresh, len, false);
@@ -204,20 +211,11 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if packet.proto == IPPROTO_UDP && !packet.later_fragment && fresh.service == 0 {
         fresh.flags |= flags::STUN_PENDING;
     }
-    if fresh.service == 0 && !packet.later_fragment && !explicitly_allowed(&fresh) {
-        let service = decide::vigie_port_service(u64::from(active.slot)) as u32;
-        if service != 0 {
-            let kept = fresh.flags;
-            fresh = learned(&fresh, kept, service, evidence::PORT);
-            fresh.flags |= kept & (flags::STUN_PENDING | flags::SNI_PENDING);
-        }
-    }
-    if direction == Direction::Outbound && !packet.later_fragment {
-        first_outbound(ctx, packet, &mut fresh);
-    }
-    if FLOWS.insert(key, &fresh, BPF_ANY).is_err() {
-        bump(&STATS, stat::FLOW_INSERT_FAILED);
-    }
+    port_evidence(&mut fresh, active.slot);
+    let quic = direction == Direction::Outbound
+        && !packet.later_fragment
+        && first_outbound(packet, &fresh, active.slot);
+    remember(ctx, key, packet, &mut fresh, quic);
     if fresh.flags & flags::MATCHED != 0 {
         report::event(key, &fresh, 0, len);
     }
@@ -237,28 +235,69 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     outcome(&fresh, packet, direction)
 }
 
-/// The first packet of a flow from the LAN: a QUIC client Initial goes to the daemon, which
-/// reads its server name, unless the flow is already blocked or a rule explicitly allows it
-/// (an allowed flow is not held back); a flow to a well-known encrypted DNS resolver is
-/// counted, a blind spot.
+/// Inserts a new flow. A possible QUIC flow is inserted pending, then its Initial is handed to
+/// the daemon: once the flow is in the table, so that the daemon's answer always finds it.
+/// Not a QUIC Initial the daemon reads after all: an ordinary UDP flow.
 #[inline(always)]
-fn first_outbound(ctx: &impl LoadBytes, packet: &Packet, fresh: &mut FlowEntry) {
-    if decide::vigie_encrypted_dns() != 0 {
-        bump(&STATS, stat::ENCRYPTED_DNS);
-    }
-    let explicit_allow = explicitly_allowed(fresh);
-    if packet.proto != IPPROTO_UDP
-        || packet.payload_len < quic::MIN_CLIENT_DATAGRAM
-        || explicit_allow
-        || action::blocks(effective_action(fresh))
-    {
-        return;
-    }
-    if payload::quic(ctx, packet, true) == handed::HANDED {
+fn remember(
+    ctx: &impl LoadBytes,
+    key: &FlowKey,
+    packet: &Packet,
+    fresh: &mut FlowEntry,
+    quic: bool,
+) {
+    let stun_pending = fresh.flags & flags::STUN_PENDING;
+    if quic {
         fresh.flags = (fresh.flags & !flags::STUN_PENDING) | flags::QUIC_PENDING;
         fresh.sni_seq = 1;
         fresh.sni_end = payload::now_units().wrapping_add(quic::HOLD_UNITS);
     }
+    if FLOWS.insert(key, fresh, BPF_ANY).is_err() {
+        bump(&STATS, stat::FLOW_INSERT_FAILED);
+    }
+    if quic && payload::quic(ctx, packet, true) != handed::HANDED {
+        fresh.flags = (fresh.flags & !flags::QUIC_PENDING) | stun_pending;
+        fresh.sni_seq = 0;
+        fresh.sni_end = 0;
+        if let Some(entry) = FLOWS.get_ptr_mut(key) {
+            // SAFETY: a value of the flow map (see `ip_packet`).
+            unsafe { *entry = *fresh };
+        }
+    }
+}
+
+/// The port-signal evidence of a flow that nothing else explained (see
+/// `vigie_common::signal`): never over a rule that explicitly allowed the flow.
+#[inline(always)]
+fn port_evidence(fresh: &mut FlowEntry, slot: u32) {
+    if fresh.service != 0 || fresh.flags & flags::FRAGMENT != 0 || explicitly_allowed(fresh) {
+        return;
+    }
+    let service = decide::vigie_port_service(u64::from(slot)) as u32;
+    if service != 0 {
+        let kept = fresh.flags;
+        *fresh = learned(fresh, kept, service, evidence::PORT);
+        fresh.flags |= kept & (flags::STUN_PENDING | flags::SNI_PENDING);
+    }
+}
+
+/// The first packet of a flow from the LAN: counts a flow to a well-known encrypted DNS
+/// resolver (a blind spot), and says whether the flow may be QUIC whose name the daemon
+/// should read: a UDP datagram of a client Initial's size, in a policy that enforces some
+/// block (monitor mode holds nothing back), unless the flow is already blocked or a rule
+/// explicitly allows it (an allowed flow is not held back; an allow that only a signal port
+/// brought does not count).
+#[inline(always)]
+fn first_outbound(packet: &Packet, fresh: &FlowEntry, slot: u32) -> bool {
+    if decide::vigie_encrypted_dns() != 0 {
+        bump(&STATS, stat::ENCRYPTED_DNS);
+    }
+    let explicit_allow = explicitly_allowed(fresh) && fresh.evidence != evidence::PORT;
+    packet.proto == IPPROTO_UDP
+        && packet.payload_len >= quic::MIN_CLIENT_DATAGRAM
+        && !explicit_allow
+        && !action::blocks(effective_action(fresh))
+        && SETTINGS.get(slot).is_some_and(|s| s.holds_quic != 0)
 }
 
 /// Whether a rule (not the default) allowed the flow: weaker evidence never overrides that.
@@ -344,9 +383,11 @@ fn stun_datagram(
         // SAFETY: this CPU's work area, used only during this program run.
         unsafe { (*work).slot = active_policy().slot };
         let found = stun::vigie_stun_service();
-        // A signal port's service is weaker than a STUN attribute: the attribute replaces it.
+        // A signal port's service is weaker than a STUN attribute: the attribute replaces it,
+        // even where the port's service was explicitly allowed.
         let weaker = cached.service == 0 || cached.evidence == evidence::PORT;
-        if found != NOT_STUN && found != 0 && weaker && !explicitly_allowed(&cached) {
+        let allowed = explicitly_allowed(&cached) && cached.evidence != evidence::PORT;
+        if found != NOT_STUN && found != 0 && weaker && !allowed {
             bump(&STATS, stat::STUN_RECOGNISED);
             service = found as u32;
             fresh = learned(&cached, cached.flags, service, evidence::STUN);

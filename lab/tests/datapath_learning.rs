@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use support::*;
 use vigie::{
-    compiled::CompiledPolicy,
+    compiled::{CompiledPolicy, LearningSettings},
     learning::{Lesson, monotonic_ns},
     sandbox::{Hook, Outcome, Sandbox},
 };
@@ -87,13 +87,32 @@ fn learning_sandbox() -> Sandbox {
     sandbox
 }
 
+/// The LAN host's questions to the resolver, over UDP and TCP: only answers to a question
+/// that crossed the gateway are read.
+fn ask(sandbox: &mut Sandbox) {
+    let query = response("zoom.us", &[]);
+    let udp = Frame::udp4(FINANCE_HOST, CLIENT_PORT, RESOLVER, 53)
+        .payload(&query)
+        .build();
+    assert_eq!(run(sandbox, Hook::XdpOutbound, &udp), Outcome::Pass);
+    let tcp = Frame::tcp4(FINANCE_HOST, CLIENT_PORT, RESOLVER, 53).build();
+    assert_eq!(run(sandbox, Hook::XdpOutbound, &tcp), Outcome::Pass);
+}
+
+/// A learning sandbox whose LAN host has asked the resolver.
+fn asked_sandbox() -> Sandbox {
+    let mut sandbox = learning_sandbox();
+    ask(&mut sandbox);
+    sandbox
+}
+
 #[test]
 fn a_dns_answer_for_a_catalog_name_teaches_its_address() {
     if !vigie_lab::privilege::privileged("a_dns_answer_for_a_catalog_name_teaches_its_address") {
         return;
     }
     for hook in OUTBOUND_HOOKS {
-        let mut sandbox = learning_sandbox();
+        let mut sandbox = asked_sandbox();
         assert_eq!(
             run(&mut sandbox, hook, &syn(UNKNOWN_HOST, 443, 50_001)),
             Outcome::Pass
@@ -132,7 +151,7 @@ fn dns_over_tcp_teaches_too() {
     if !vigie_lab::privilege::privileged("dns_over_tcp_teaches_too") {
         return;
     }
-    let mut sandbox = learning_sandbox();
+    let mut sandbox = asked_sandbox();
     // Two length-prefixed messages in one segment from the resolver's port 53.
     let mut stream = Vec::new();
     for (name, addr) in [
@@ -165,7 +184,7 @@ fn a_cname_chain_leads_to_the_service_and_other_names_teach_nothing() {
     ) {
         return;
     }
-    let mut sandbox = learning_sandbox();
+    let mut sandbox = asked_sandbox();
     let chained = Ipv4Addr::new(203, 0, 113, 82);
     let other = Ipv4Addr::new(203, 0, 113, 83);
     // dnsmasq's own answer for a `--cname` of a `--host-record` (compressed names).
@@ -225,7 +244,7 @@ fn learned_addresses_expire_and_survive_a_policy_swap() {
     if !vigie_lab::privilege::privileged("learned_addresses_expire_and_survive_a_policy_swap") {
         return;
     }
-    let mut sandbox = learning_sandbox();
+    let mut sandbox = asked_sandbox();
     // A TTL of 5 s is raised to the default lower bound (60 s).
     let dns = response("zoom.us", &[("zoom.us", Answer::A(UNKNOWN_HOST), 5)]);
     run(&mut sandbox, Hook::TcReply, &answer_frame(&dns));
@@ -264,7 +283,7 @@ fn unreadable_dns_teaches_nothing_and_is_counted() {
     if !vigie_lab::privilege::privileged("unreadable_dns_teaches_nothing_and_is_counted") {
         return;
     }
-    let mut sandbox = learning_sandbox();
+    let mut sandbox = asked_sandbox();
     let good = response("zoom.us", &[("zoom.us", Answer::A(UNKNOWN_HOST), 300)]);
     // Cut in the answer, a count that lies, and garbage.
     let mut lying = good.clone();
@@ -439,4 +458,135 @@ fn hex(text: &str) -> Vec<u8> {
         .chunks(2)
         .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
         .collect()
+}
+
+#[test]
+fn an_answer_nobody_asked_for_teaches_nothing() {
+    if !vigie_lab::privilege::privileged("an_answer_nobody_asked_for_teaches_nothing") {
+        return;
+    }
+    let mut sandbox = learning_sandbox();
+    let dns = response("zoom.us", &[("zoom.us", Answer::A(UNKNOWN_HOST), 300)]);
+    assert_eq!(
+        run(&mut sandbox, Hook::TcReply, &answer_frame(&dns)),
+        Outcome::Pass
+    );
+    assert_eq!(stat(&sandbox, stat::DNS_RESPONSES), 0);
+    assert_eq!(sandbox.learner().learned_count(), 0);
+    // Glue the question does not lead to teaches nothing either, even when asked.
+    let mut asked = asked_sandbox();
+    let glue = response(
+        "www.example.org",
+        &[
+            (
+                "www.example.org",
+                Answer::A(Ipv4Addr::new(203, 0, 113, 83)),
+                300,
+            ),
+            ("zoom.us", Answer::A(UNKNOWN_HOST), 300),
+        ],
+    );
+    run(&mut asked, Hook::TcReply, &answer_frame(&glue));
+    assert_eq!(stat(&asked, stat::DNS_RESPONSES), 1);
+    assert_eq!(asked.learner().learned_count(), 0);
+}
+
+#[test]
+fn the_kernel_ignores_an_expired_address_before_the_sweep() {
+    if !vigie_lab::privilege::privileged("the_kernel_ignores_an_expired_address_before_the_sweep") {
+        return;
+    }
+    let mut sandbox = Sandbox::new().unwrap();
+    let mut policy = policy_with_more_domains();
+    policy.learning = LearningSettings {
+        min_ttl: 1,
+        max_ttl: 1,
+        max_entries: 10,
+    };
+    sandbox.apply(&policy).unwrap();
+    ask(&mut sandbox);
+    let dns = response("zoom.us", &[("zoom.us", Answer::A(UNKNOWN_HOST), 300)]);
+    run(&mut sandbox, Hook::TcReply, &answer_frame(&dns));
+    assert_eq!(
+        run(
+            &mut sandbox,
+            Hook::XdpOutbound,
+            &syn(UNKNOWN_HOST, 443, 50_300)
+        ),
+        Outcome::Drop
+    );
+    // No sweep: the entry is still in the table, past its second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(sandbox.learner().learned_count(), 1);
+    assert_eq!(
+        run(
+            &mut sandbox,
+            Hook::XdpOutbound,
+            &syn(UNKNOWN_HOST, 443, 50_301)
+        ),
+        Outcome::Pass
+    );
+}
+
+#[test]
+fn a_new_daemon_adopts_the_addresses_in_force() {
+    if !vigie_lab::privilege::privileged("a_new_daemon_adopts_the_addresses_in_force") {
+        return;
+    }
+    let mut sandbox = asked_sandbox();
+    let dns = response("zoom.us", &[("zoom.us", Answer::A(UNKNOWN_HOST), 300)]);
+    run(&mut sandbox, Hook::TcReply, &answer_frame(&dns));
+    // A second learner on the same maps, as a restarted daemon has: about to write slot 1
+    // (the policy in force is in slot 0), it adopts what slot 0 holds.
+    let mut restarted = sandbox.maps().learner().unwrap();
+    restarted.policy_written(1, std::sync::Arc::new(policy_with_more_domains()));
+    let adopted: Vec<_> = restarted
+        .endpoints()
+        .map(|(addr, e)| (addr.to_string(), e.service.clone()))
+        .collect();
+    assert_eq!(adopted, [(UNKNOWN_HOST.to_string(), "zoom".to_owned())]);
+}
+
+#[test]
+fn a_server_held_back_then_told_gets_the_named_verdict() {
+    if !vigie_lab::privilege::privileged("a_server_held_back_then_told_gets_the_named_verdict") {
+        return;
+    }
+    let mut sandbox = learning_sandbox();
+    sandbox.set_learning(false);
+    let client = quic_client(&rfc9001_initial());
+    run(&mut sandbox, Hook::XdpOutbound, &client.build());
+    let server = client.clone().reversed().payload(&[0xc3; 1200]).build();
+    // The daemon is late: the server's first datagram is held back.
+    assert_eq!(run(&mut sandbox, Hook::TcReply, &server), Outcome::Drop);
+    assert_eq!(stat(&sandbox, stat::QUIC_HELD), 1);
+    // It reads the Initial waiting in the ring: the flow is Zoom's, the server stays unheard.
+    sandbox.set_learning(true);
+    assert_eq!(run(&mut sandbox, Hook::TcReply, &server), Outcome::Drop);
+    let (_, entry) = only_flow(&sandbox);
+    assert_eq!((entry.service, entry.evidence), (ZOOM, evidence::QUIC_SNI));
+    assert_eq!(
+        stat(&sandbox, stat::QUIC_HELD),
+        1,
+        "dropped by verdict, not held"
+    );
+    assert_eq!(stat(&sandbox, stat::QUIC_TIMED_OUT), 0);
+}
+
+#[test]
+fn monitor_mode_holds_no_quic_back() {
+    if !vigie_lab::privilege::privileged("monitor_mode_holds_no_quic_back") {
+        return;
+    }
+    let mut sandbox = Sandbox::new().unwrap();
+    let mut policy = policy_with_more_domains();
+    policy.settings.mode = vigie_common::action::mode::MONITOR;
+    sandbox.apply(&policy).unwrap();
+    sandbox.set_learning(false);
+    let client = quic_client(&rfc9001_initial());
+    run(&mut sandbox, Hook::XdpOutbound, &client.build());
+    assert_eq!(only_flow(&sandbox).1.flags & flags::QUIC_PENDING, 0);
+    let server = client.reversed().payload(&[0xc3; 1200]).build();
+    assert_eq!(run(&mut sandbox, Hook::TcReply, &server), Outcome::Pass);
+    assert_eq!(stat(&sandbox, stat::QUIC_HELD), 0);
 }

@@ -206,7 +206,7 @@ impl PolicySpec {
                 default_action: self.default_action,
                 mode: self.mode,
                 unparsed_action: self.unparsed_action,
-                pad: 0,
+                holds_quic: 0,
             },
             rules: self.rules.iter().map(|(_, r)| *r).collect(),
             rule_info: self

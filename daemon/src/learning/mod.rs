@@ -97,6 +97,8 @@ pub struct Learner {
     /// The addresses written in each slot, to clear a slot before it is written again.
     in_slot: [BTreeSet<IpAddr>; 2],
     quic: HashMap<FlowKey, (InitialReader, u64)>,
+    /// Whether the kernel table was read once (what an earlier daemon left there).
+    adopted: bool,
     pub stats: LearningStats,
 }
 
@@ -114,7 +116,42 @@ impl Learner {
             table: LearnedTable::default(),
             in_slot: [BTreeSet::new(), BTreeSet::new()],
             quic: HashMap::new(),
+            adopted: false,
             stats: LearningStats::default(),
+        }
+    }
+
+    /// A daemon that starts over pinned maps finds the learned addresses of the one before:
+    /// those in force in the other slot (the one packets read now) are adopted, unexpired,
+    /// with their services named by `policy` (the ids of an unchanged catalog); the slot about
+    /// to be written is cleared of whatever an older policy left there.
+    fn adopt(&mut self, slot: u32, policy: &CompiledPolicy) {
+        let now = monotonic_ns();
+        let keys: Vec<LearnedKey> = self.learned.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let addr = maps_address(&key);
+            let in_force = u32::from(key.slot) != slot;
+            let kept = in_force
+                && self.learned.get(&key, 0).is_ok_and(|value| {
+                    value.expires_ns > now
+                        && value.service != 0
+                        && policy
+                            .services
+                            .get(value.service as usize)
+                            .is_some_and(|s| {
+                                self.table.adopt(
+                                    addr,
+                                    &s.id,
+                                    value.expires_ns,
+                                    policy.learning.max_entries as usize,
+                                )
+                            })
+                });
+            if kept {
+                self.in_slot[usize::from(key.slot & 1)].insert(addr);
+            } else {
+                let _ = self.learned.remove(&key);
+            }
         }
     }
 
@@ -134,6 +171,10 @@ impl Learner {
     /// so that the swap changes no learned verdict it does not have to.
     pub fn policy_written(&mut self, slot: u32, policy: Arc<CompiledPolicy>) {
         let slot = slot & 1;
+        if !self.adopted {
+            self.adopted = true;
+            self.adopt(slot, &policy);
+        }
         let gone = self.table.shrink_to(policy.learning.max_entries as usize);
         self.stats.addresses_evicted += gone.len() as u64;
         for addr in std::mem::take(&mut self.in_slot[slot as usize]) {
@@ -207,12 +248,23 @@ impl Learner {
             for answer in response.addresses() {
                 // The last name that a catalog domain holds along the chain decides: the
                 // address belongs to that service (a vendor's name behind a customer's alias).
-                let service = answer
-                    .names
-                    .iter()
-                    .rev()
-                    .find_map(|name| names::service_of(&active.policy, name));
-                let Some(service) = service else { continue };
+                // An answer record the question does not lead to (unrelated glue a hostile
+                // server could add) teaches nothing.
+                if answer.names.first().map(String::as_str) != response.question() {
+                    continue;
+                }
+                let matched = answer.names.iter().rev().find_map(|name| {
+                    names::service_of(&active.policy, name).map(|service| (service, name))
+                });
+                let Some((service, matched)) = matched else {
+                    continue;
+                };
+                // The question and the name that matched, no more: what a report needs, in
+                // bounded memory whatever the chain's length.
+                let mut kept_names = answer.names[..1].to_vec();
+                if matched != &answer.names[0] {
+                    kept_names.push(matched.clone());
+                }
                 let Some(info) = active.policy.services.get(service as usize) else {
                     continue;
                 };
@@ -221,7 +273,7 @@ impl Learner {
                     answer.address,
                     &catalog_id,
                     answer.ttl,
-                    answer.names,
+                    kept_names,
                     payload.timestamp_ns,
                     &active.policy.learning,
                 );
@@ -344,6 +396,11 @@ impl Learner {
             self.stats.kernel_writes_failed += 1;
         }
     }
+}
+
+/// The address of a kernel key.
+fn maps_address(key: &LearnedKey) -> IpAddr {
+    crate::maps::address(key.family, &key.addr)
 }
 
 /// The kernel key of an address in a slot.

@@ -100,6 +100,24 @@ impl LearnedTable {
         Change::Added { evicted }
     }
 
+    /// Records what an earlier daemon learned, with its expiry, unless the address is known
+    /// or the table is full (a restart keeps what is in force, never more than the bound).
+    pub fn adopt(&mut self, addr: IpAddr, service: &str, expires_ns: u64, max: usize) -> bool {
+        if self.entries.len() >= max || self.entries.contains_key(&addr) {
+            return false;
+        }
+        self.entries.insert(
+            addr,
+            Endpoint {
+                service: service.to_owned(),
+                expires_ns,
+                names: Vec::new(),
+            },
+        );
+        self.by_expiry.insert((expires_ns, addr));
+        true
+    }
+
     /// Removes the entries expired at `now_ns`; returns their addresses.
     pub fn expire(&mut self, now_ns: u64) -> Vec<IpAddr> {
         let mut gone = Vec::new();

@@ -420,7 +420,9 @@ fn learning_settings(
     let min_ttl = value(table.dns_min_ttl.as_ref(), default.min_ttl);
     let max_ttl = value(table.dns_max_ttl.as_ref(), default.max_ttl);
     let max_entries = value(table.dns_max_entries.as_ref(), default.max_entries);
-    let capacity = vigie_common::limits::LEARNED_CAPACITY / vigie_common::limits::SLOTS;
+    // Two slots share the kernel's LRU table, which may evict before it is full (its free
+    // entries sit in per-CPU lists): each slot gets two fifths of it.
+    let capacity = vigie_common::limits::LEARNED_CAPACITY / 5 * 2;
     if let Some(v) = &table.dns_max_ttl
         && max_ttl == 0
     {

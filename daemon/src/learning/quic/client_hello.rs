@@ -102,7 +102,9 @@ fn parse_body(body: &[u8]) -> Result<Hello, QuicError> {
     }
 
     let mut c = Cursor::new(exts, exts_at);
-    let mut seen = Vec::new();
+    // One bit per extension type: a hello of thousands of tiny extensions costs no more than
+    // one pass.
+    let mut seen = vec![0u64; 1024];
     while !c.is_empty() {
         let ext_type = c.u16("extension type")?;
         let len = usize::from(c.u16("extension length")?);
@@ -110,10 +112,11 @@ fn parse_body(body: &[u8]) -> Result<Hello, QuicError> {
         let data = c.bytes(len, "extension data")?;
         // RFC 8446 4.2 forbids duplicates; a gateway that picked one copy
         // while the server picked the other could be steered around.
-        if seen.contains(&ext_type) {
+        let (word, bit) = (usize::from(ext_type / 64), 1u64 << (ext_type % 64));
+        if seen[word] & bit != 0 {
             return Err(QuicError::DuplicateExtension { ext_type });
         }
-        seen.push(ext_type);
+        seen[word] |= bit;
         match ext_type {
             EXT_SERVER_NAME => hello.server_name = server_name(data, data_at)?,
             EXT_ALPN => hello.alpn = alpn(data, data_at)?,
