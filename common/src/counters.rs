@@ -134,7 +134,8 @@ pub mod stat {
     pub const QUIC_INITIALS: u32 = 18;
     /// QUIC flows of a version vigie cannot decrypt: a blind spot.
     pub const QUIC_UNKNOWN_VERSION: u32 = 19;
-    /// Server datagrams held back while the daemon read a QUIC flow's name.
+    /// Datagrams held back while the daemon read a QUIC flow's name: the server's, and the
+    /// client's early data (0-RTT).
     pub const QUIC_HELD: u32 = 20;
     /// QUIC flows whose name the daemon did not tell in time: they went on as their address
     /// decided (a blind spot).

@@ -21,27 +21,43 @@ pub const HOLD_UNITS: u32 = 3815;
 /// Bits `bpf_ktime_get_ns` is shifted by to give the units above.
 pub const UNIT_SHIFT: u32 = 16;
 
-/// What the first bytes of a UDP payload say: `Some(true)` a client Initial of a version the
-/// daemon reads, `Some(false)` a long-header Initial of a version it cannot read, None not a
-/// QUIC Initial.
+/// What the first bytes of a UDP payload are (`packet_kind`).
+pub mod packet {
+    /// Not a QUIC long header (a short header, version negotiation, another protocol).
+    pub const OTHER: u32 = 0;
+    /// A client Initial of a version the daemon reads.
+    pub const INITIAL: u32 = 1;
+    /// Another long-header packet of such a version (0-RTT, Handshake, Retry).
+    pub const NOT_INITIAL: u32 = 2;
+    /// A long header of a version the daemon cannot read.
+    pub const UNKNOWN_VERSION: u32 = 3;
+}
+
+/// The kind of QUIC packet the first byte and the version field of a UDP payload announce
+/// (`packet::*`).
 #[inline(always)]
 #[must_use]
 #[allow(
     clippy::inline_always,
     reason = "run by the kernel program: kept in the caller's function"
 )]
-pub const fn initial(first: u8, version: u32) -> Option<bool> {
+pub const fn packet_kind(first: u8, version: u32) -> u32 {
     // Long header (bit 7) with the fixed bit (bit 6).
     if first & 0xc0 != 0xc0 {
-        return None;
+        return packet::OTHER;
     }
     let packet_type = (first >> 4) & 0x3;
-    match version {
-        // Version 2 numbers the long-header types differently: Initial is 1.
-        VERSION_2 => Some(packet_type == 1),
-        VERSION_1 | DRAFT_29 => Some(packet_type == 0),
-        // Version negotiation is version 0: not an Initial.
-        0 => None,
-        _ => Some(false),
+    // Version 2 numbers the long-header types differently: Initial is 1.
+    let initial = match version {
+        VERSION_2 => 1,
+        VERSION_1 | DRAFT_29 => 0,
+        // Version negotiation is version 0: no Initial.
+        0 => return packet::OTHER,
+        _ => return packet::UNKNOWN_VERSION,
+    };
+    if packet_type == initial {
+        packet::INITIAL
+    } else {
+        packet::NOT_INITIAL
     }
 }

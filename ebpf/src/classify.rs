@@ -255,7 +255,7 @@ fn remember(
     if FLOWS.insert(key, fresh, BPF_ANY).is_err() {
         bump(&STATS, stat::FLOW_INSERT_FAILED);
     }
-    if quic && payload::quic(ctx, packet, true) != handed::HANDED {
+    if quic && payload::quic(ctx, packet) != handed::HANDED {
         fresh.flags = (fresh.flags & !flags::QUIC_PENDING) | stun_pending;
         fresh.sni_seq = 0;
         fresh.sni_end = 0;
@@ -307,10 +307,10 @@ const fn explicitly_allowed(entry: &FlowEntry) -> bool {
 }
 
 /// A packet of a QUIC flow whose name the daemon is reading: whether it is held back. The
-/// client's datagrams pass (the first few go to the daemon too: a ClientHello may span
-/// several); the server's are held back until the daemon tells the name (it then clears the
-/// flag and the flow is decided again), so that a blocked connection never completes its
-/// handshake. Past the deadline the flag is cleared and the flow goes on as its address
+/// client's Initials pass (the first eight go to the daemon too: a ClientHello may span
+/// several), its early data (0-RTT) does not; the server's datagrams are held back until the
+/// daemon tells the name (it then clears the flag and the flow is decided again), so that a
+/// blocked connection never completes its handshake nor delivers early data. Past the deadline the flag is cleared and the flow goes on as its address
 /// decided. The entry is changed field by field: the daemon replaces the whole entry when it
 /// has read the name, and that write must not be undone by a copy taken before it.
 #[inline(always)]
@@ -323,12 +323,19 @@ fn quic_held(
     // SAFETY: a value of the flow map (see `ip_packet`).
     let (handed_over, deadline) = unsafe { ((*entry).sni_seq, (*entry).sni_end) };
     if direction == Direction::Outbound {
-        if handed_over < quic::CLIENT_DATAGRAMS
-            && packet.payload_len > 0
-            && payload::quic(ctx, packet, false) == handed::HANDED
-        {
-            // SAFETY: as above.
-            unsafe { (*entry).sni_seq = handed_over + 1 };
+        if handed_over < quic::CLIENT_DATAGRAMS && packet.payload_len > 0 {
+            match payload::quic(ctx, packet) {
+                // SAFETY: as above.
+                handed::HANDED => unsafe { (*entry).sni_seq = handed_over + 1 },
+                // Early data (0-RTT) or a short header before the name is known: it would
+                // reach a server that may turn out blocked. Held back like the server's; the
+                // client sends it again once the handshake is done.
+                handed::NOT_INITIAL | handed::NOT_QUIC => {
+                    bump(&STATS, stat::QUIC_HELD);
+                    return true;
+                }
+                _ => {}
+            }
         }
         return false;
     }

@@ -35,10 +35,12 @@ pub mod handed {
     pub const UNKNOWN_VERSION: u32 = 2;
     /// The ring was full, or the packet shorter than it said.
     pub const LOST: u32 = 3;
+    /// A long-header packet of a readable version that is no Initial (0-RTT, say).
+    pub const NOT_INITIAL: u32 = 4;
 }
 
-/// Set in the kind given to the hand-over: the flow's first datagram, handed over only if it
-/// is a QUIC client Initial of a version the daemon reads.
+/// Set in the kind given to the hand-over: handed over only if the datagram is a QUIC client
+/// Initial of a version the daemon reads.
 const FIRST_DATAGRAM: u32 = 1 << 8;
 
 /// Hands a DNS message from a server (UDP datagram or TCP segment) to the daemon.
@@ -51,11 +53,11 @@ pub fn dns(ctx: &impl LoadBytes, packet: &Packet, tcp: bool) {
     }
 }
 
-/// Hands a client datagram of a flow whose QUIC server name is not known yet to the daemon.
-/// `first`: the flow's first datagram, which must be a client Initial of a readable version.
+/// Hands a client datagram of a flow whose QUIC server name is not known yet to the daemon, if
+/// it is a client Initial of a readable version.
 #[inline(always)]
-pub fn quic(ctx: &impl LoadBytes, packet: &Packet, first: bool) -> u32 {
-    let what = kind::QUIC_CLIENT | if first { FIRST_DATAGRAM } else { 0 };
+pub fn quic(ctx: &impl LoadBytes, packet: &Packet) -> u32 {
+    let what = kind::QUIC_CLIENT | FIRST_DATAGRAM;
     let result = ctx.hand_over(packet.payload_offset, packet.payload_len, what);
     match result {
         handed::HANDED => bump(&STATS, stat::QUIC_INITIALS),
@@ -127,10 +129,11 @@ fn hand_over(ctx: &impl LoadBytes, offset: u32, len: u32, what: u32) -> u32 {
             let b = &(*r).bytes;
             (b[0], u32::from_be_bytes([b[1], b[2], b[3], b[4]]))
         };
-        let verdict = match quic::initial(first, version) {
-            Some(true) => handed::HANDED,
-            Some(false) => handed::UNKNOWN_VERSION,
-            None => handed::NOT_QUIC,
+        let verdict = match quic::packet_kind(first, version) {
+            quic::packet::INITIAL => handed::HANDED,
+            quic::packet::NOT_INITIAL => handed::NOT_INITIAL,
+            quic::packet::UNKNOWN_VERSION => handed::UNKNOWN_VERSION,
+            _ => handed::NOT_QUIC,
         };
         if verdict != handed::HANDED {
             record.discard(0);

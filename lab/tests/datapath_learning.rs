@@ -590,3 +590,52 @@ fn monitor_mode_holds_no_quic_back() {
     assert_eq!(run(&mut sandbox, Hook::TcReply, &server), Outcome::Pass);
     assert_eq!(stat(&sandbox, stat::QUIC_HELD), 0);
 }
+
+#[test]
+fn early_data_waits_for_the_name_too() {
+    if !vigie_lab::privilege::privileged("early_data_waits_for_the_name_too") {
+        return;
+    }
+    let mut sandbox = learning_sandbox();
+    sandbox.set_learning(false);
+    let initial = rfc9001_initial();
+    run(
+        &mut sandbox,
+        Hook::XdpOutbound,
+        &quic_client(&initial).build(),
+    );
+    // A 0-RTT packet (long header, type 1, version 1) and a short-header packet from the
+    // client while the name is unknown: held back, they would reach a server that may be
+    // blocked. Another Initial passes and goes to the daemon.
+    let mut zero_rtt = initial.clone();
+    zero_rtt[0] = 0xd0;
+    let short = [0x40; 300];
+    for early in [zero_rtt.as_slice(), short.as_slice()] {
+        assert_eq!(
+            run(&mut sandbox, Hook::XdpOutbound, &quic_client(early).build()),
+            Outcome::Drop
+        );
+    }
+    assert_eq!(stat(&sandbox, stat::QUIC_HELD), 2);
+    assert_eq!(
+        run(
+            &mut sandbox,
+            Hook::XdpOutbound,
+            &quic_client(&initial).build()
+        ),
+        Outcome::Pass
+    );
+    assert_eq!(stat(&sandbox, stat::QUIC_INITIALS), 2);
+    assert_eq!(stat(&sandbox, stat::QUIC_UNKNOWN_VERSION), 0);
+    // Once the name is told (a service of no rule here would pass), they go on as decided.
+    sandbox.set_learning(true);
+    assert_eq!(
+        run(
+            &mut sandbox,
+            Hook::XdpOutbound,
+            &quic_client(&short).build()
+        ),
+        Outcome::Drop,
+        "example.com is one of Zoom's domains in this policy"
+    );
+}

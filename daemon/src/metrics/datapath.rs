@@ -133,8 +133,7 @@ impl Families {
             ),
             quic: counter(
                 "vigie_quic_total",
-                "QUIC flows from the LAN: client Initials handed to the daemon, server names \
-                 read and those of a catalog service, server datagrams held back meanwhile.",
+                "QUIC flows from the LAN: Initials handed over, names read, catalog names, datagrams held.",
                 &["event"],
             ),
             map_entries: gauge(
@@ -344,7 +343,7 @@ impl DatapathCollector {
             ("initial-handed", kernel(stat::QUIC_INITIALS)),
             ("name-read", s.quic_names_read),
             ("catalog-service", s.quic_services),
-            ("server-datagram-held", kernel(stat::QUIC_HELD)),
+            ("datagram-held", kernel(stat::QUIC_HELD)),
         ] {
             f.quic.with_label_values(&[event]).inc_by(n);
         }
