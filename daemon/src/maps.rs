@@ -109,22 +109,23 @@ fn duplicate<K: aya::Pod, V: aya::Pod>(
 ) -> Result<BpfHashMap<MapData, K, V>, MapsError> {
     use aya::maps::IterableMap as _;
     use std::os::fd::AsFd as _;
-    let fd = map
-        .map()
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| MapsError::Map {
-            name,
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: "dup",
-                io_error: e,
-            }),
-        })?;
-    let data = MapData::from_fd(fd).map_err(map_err(name))?;
-    Map::from_map_data(data)
-        .and_then(BpfHashMap::try_from)
+    reopen(map.map().fd().as_fd(), name)?
+        .try_into()
         .map_err(map_err(name))
+}
+
+/// The map behind a descriptor, through a new descriptor of its own: a second reader or
+/// writer of a map another handle owns.
+pub fn reopen(fd: std::os::fd::BorrowedFd<'_>, name: &'static str) -> Result<Map, MapsError> {
+    let fd = fd.try_clone_to_owned().map_err(|e| MapsError::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: "dup",
+            io_error: e,
+        }),
+    })?;
+    let data = MapData::from_fd(fd).map_err(map_err(name))?;
+    Map::from_map_data(data).map_err(map_err(name))
 }
 
 fn take(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<Map, MapsError> {

@@ -144,21 +144,13 @@ impl Sandbox {
     pub fn payload_reader(&mut self) -> Result<(RingBuf<MapData>, Learner), SandboxError> {
         use std::os::fd::AsFd as _;
         self.learning = false;
-        let err = |source| MapsError::Map {
-            name: names::PAYLOADS,
-            source,
-        };
-        // The ring was taken out of the object: duplicate the descriptor the sandbox holds.
-        let fd = self.payloads.as_fd().try_clone_to_owned().map_err(|e| {
-            err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "dup",
-                io_error: e,
-            }))
-        })?;
-        let data = MapData::from_fd(fd).map_err(err)?;
-        let ring = aya::maps::Map::from_map_data(data)
-            .and_then(RingBuf::try_from)
-            .map_err(err)?;
+        // The ring was taken out of the object: reopen the descriptor the sandbox holds.
+        let ring = crate::maps::reopen(self.payloads.as_fd(), names::PAYLOADS)?
+            .try_into()
+            .map_err(|source| MapsError::Map {
+                name: names::PAYLOADS,
+                source,
+            })?;
         let mut learner = self.maps.learner()?;
         if let Some((slot, policy)) = &self.applied {
             learner.policy_written(*slot, std::sync::Arc::clone(policy));

@@ -289,7 +289,9 @@ fn port_evidence(fresh: &mut FlowEntry, slot: u32) {
 /// brought does not count).
 #[inline(always)]
 fn first_outbound(packet: &Packet, fresh: &FlowEntry, slot: u32) -> bool {
-    if decide::vigie_encrypted_dns() != 0 {
+    // The resolver lookup only for the ports encrypted DNS uses: most new flows skip the call.
+    let port = packet.dst_port;
+    if (port == 443 || port == 853) && decide::vigie_encrypted_dns() != 0 {
         bump(&STATS, stat::ENCRYPTED_DNS);
     }
     let explicit_allow = explicitly_allowed(fresh) && fresh.evidence != evidence::PORT;

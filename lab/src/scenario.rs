@@ -36,6 +36,20 @@ impl Lab {
         Ok(Self { peers, topo, vigie })
     }
 
+    /// The lab with the shipped catalog's services and `unlisted`: hosts at addresses no
+    /// catalog service lists (label "unlisted"), where only what the traffic says (a server
+    /// name, DNS) can tell a service. `vigie` is the daemon found beside `peer`.
+    pub fn with_unlisted(peer: &Path, unlisted: &[&str]) -> anyhow::Result<Self> {
+        let vigie = crate::bins::vigie(Some(peer))?;
+        let mut services = fixtures::lab_services(&fixtures::shipped_policy_dir().join("catalog"))?;
+        let addrs = unlisted
+            .iter()
+            .map(|a| a.parse::<IpAddr>())
+            .collect::<Result<Vec<_>, _>>()?;
+        services.push(("unlisted".to_owned(), addrs));
+        Self::with_services(peer, vigie, &services)
+    }
+
     /// Starts vigie on the gateway; `policy` None uses the daemon's embedded default.
     pub fn start_vigie(&self, hook: Hook, policy: Option<&Path>) -> anyhow::Result<Daemon<'_>> {
         self.start_vigie_with(hook, policy, &[])

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use vigie_lab::daemon::{Hook, events_to};
-use vigie_lab::fixtures::{Mode, PolicyDir, lab_services, shipped_policy_dir};
+use vigie_lab::fixtures::{Mode, PolicyDir};
 use vigie_lab::peer::{ProbeSpec, Proto};
 use vigie_lab::scenario::Lab;
 use vigie_lab::tempdir::TempDir;
@@ -35,16 +35,11 @@ struct DnsLab {
 }
 
 fn lab() -> DnsLab {
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let mut services = lab_services(&shipped_policy_dir().join("catalog")).unwrap();
-    services.push((
-        "unlisted".to_owned(),
-        [RESOLVER, ZOOM_HOST, TEAMS_HOST, OTHER_HOST]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect(),
-    ));
-    let lab = Lab::with_services(Path::new(PEER), vigie, &services).unwrap();
+    let lab = Lab::with_unlisted(
+        Path::new(PEER),
+        &[RESOLVER, ZOOM_HOST, TEAMS_HOST, OTHER_HOST],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let run = TempDir::new("dnsmasq").unwrap();
     let pid = run.path().join("dnsmasq.pid");
     let listen = format!("--listen-address={RESOLVER}");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigie_lab::daemon::{Hook, events_to};
-use vigie_lab::fixtures::{Mode, PolicyDir, lab_services, shipped_policy_dir};
+use vigie_lab::fixtures::{Mode, PolicyDir};
 use vigie_lab::scenario::Lab;
 use vigie_lab::tempdir::TempDir;
 
@@ -58,13 +58,7 @@ struct Attempt {
 }
 
 fn lab() -> Quic {
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let mut services = lab_services(&shipped_policy_dir().join("catalog")).unwrap();
-    services.push((
-        "unlisted".to_owned(),
-        vec![SERVER.parse::<IpAddr>().unwrap()],
-    ));
-    let lab = Lab::with_services(Path::new(PEER), vigie, &services).unwrap();
+    let lab = Lab::with_unlisted(Path::new(PEER), &[SERVER]).unwrap_or_else(|e| panic!("{e:#}"));
     let keys = TempDir::new("quic").unwrap();
     // Every name the test uses, blocked ones too: a blocked handshake must fail for vigie's
     // doing, never for the certificate's.

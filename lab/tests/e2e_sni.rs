@@ -4,13 +4,12 @@
 //! completes, one for Visio's name or a name of no service completes, and the daemon reports
 //! the blocked flow with `sni` evidence.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use vigie_lab::daemon::{Hook, events_to};
-use vigie_lab::fixtures::{Mode, PolicyDir, lab_services, shipped_policy_dir};
+use vigie_lab::fixtures::{Mode, PolicyDir};
 use vigie_lab::scenario::Lab;
 use vigie_lab::tempdir::TempDir;
 
@@ -27,13 +26,7 @@ struct Tls {
 }
 
 fn lab() -> Tls {
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let mut services = lab_services(&shipped_policy_dir().join("catalog")).unwrap();
-    services.push((
-        "unlisted".to_owned(),
-        vec![SERVER.parse::<IpAddr>().unwrap()],
-    ));
-    let lab = Lab::with_services(Path::new(PEER), vigie, &services).unwrap();
+    let lab = Lab::with_unlisted(Path::new(PEER), &[SERVER]).unwrap_or_else(|e| panic!("{e:#}"));
     let keys = TempDir::new("tls").unwrap();
     let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
     let made = std::process::Command::new("openssl")
