@@ -2,8 +2,9 @@
 
 /// A connection, oriented from the local side (the internal host) to the remote side (the
 /// service), whichever direction the packet travels, so that both directions share one entry.
-/// IPv4 addresses sit in the first 4 bytes of the 16, the rest zero.
-#[repr(C)]
+/// IPv4 addresses sit in the first 4 bytes of the 16, the rest zero. Aligned to 8 (the size has
+/// no padding either way) so that the kernel program copies it with word moves, not byte loops.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowKey {

@@ -9,7 +9,8 @@
 //! both alike; the figure to read is the difference. Needs root.
 //!
 //! Usage: cargo run --release -p vigie --example `bench_datapath` [-- --flows N --rounds R
-//! --prefixes P --unlisted]: P alone instead of 10, 1,000 and 100,000; with `--unlisted`,
+//! --prefixes P --hits H --unlisted]: H repeats of the hit packet (default 200,000; a profiler
+//! run of the misses alone wants 1); P alone instead of 10, 1,000 and 100,000; with `--unlisted`,
 //! every flow goes to the /24 after a loaded prefix (almost never loaded itself): no service,
 //! the policy's default decides and no event is written.
 
@@ -43,9 +44,10 @@ fn main() -> anyhow::Result<()> {
     let rounds = flag(&args, "--rounds").unwrap_or(3);
     let counts: Vec<usize> = flag(&args, "--prefixes").map_or(PREFIX_COUNTS.to_vec(), |p| vec![p]);
     let unlisted = args.iter().any(|a| a == "--unlisted");
+    let hits = flag(&args, "--hits").map_or(HIT_REPEAT, |h| h as u32);
     println!("vigie datapath benchmark: BPF_PROG_TEST_RUN, ns per packet (kernel-measured)");
     println!(
-        "miss = {flows} distinct flows per round, hit = {HIT_REPEAT} repeats per round, {rounds} rounds"
+        "miss = {flows} distinct flows per round, hit = {hits} repeats per round, {rounds} rounds"
     );
     println!();
     println!(
@@ -55,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     for &count in &counts {
         for (hook, xdp) in [(Hook::XdpOutbound, true), (Hook::TcOutbound, false)] {
             let (bare_hit, vigie_hit, bare_miss, vigie_miss) =
-                measure(count, hook, xdp, flows, rounds, unlisted)?;
+                measure(count, hook, xdp, (flows, hits), rounds, unlisted)?;
             let name = if xdp { "xdp" } else { "tc" };
             row(name, count, "hit", bare_hit, vigie_hit);
             row(name, count, "miss", bare_miss, vigie_miss);
@@ -83,7 +85,7 @@ fn measure(
     count: usize,
     hook: Hook,
     xdp: bool,
-    flows: usize,
+    (flows, hits): (usize, u32),
     rounds: usize,
     unlisted: bool,
 ) -> anyhow::Result<(f64, f64, f64, f64)> {
@@ -108,8 +110,8 @@ fn measure(
     let mut sums = [0f64; 4];
     let mut next_flow = 0u32;
     for _ in 0..rounds {
-        sums[0] += ns(bare.run_repeated(xdp, &hit_frame, HIT_REPEAT)?);
-        sums[1] += ns(sandbox.run_repeated(hook, &hit_frame, HIT_REPEAT)?.1);
+        sums[0] += ns(bare.run_repeated(xdp, &hit_frame, hits)?);
+        sums[1] += ns(sandbox.run_repeated(hook, &hit_frame, hits)?.1);
         let mut bare_total = 0f64;
         let mut vigie_total = 0f64;
         for i in 0..flows {
