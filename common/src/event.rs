@@ -8,7 +8,7 @@ use crate::flow::FlowKey;
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct FlowEvent {
     pub key: FlowKey,
-    /// `bpf_ktime_get_ns` (monotonic, since boot).
+    /// `bpf_ktime_get_coarse_ns`: the monotonic clock (since boot) at the last tick.
     pub timestamp_ns: u64,
     pub classes: u64,
     pub service: u32,

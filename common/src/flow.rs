@@ -46,6 +46,17 @@ pub struct FlowEntry {
     pub pad: u32,
 }
 
+/// A row of the kernel's per-CPU flow cache: a copy of a flow-table entry whose verdict is
+/// settled, the number of packets it may still serve, and the key it belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedFlow {
+    pub key: FlowKey,
+    pub entry: FlowEntry,
+    pub credit: u32,
+    pub pad: u32,
+}
+
 /// `FlowEntry::flags` and `FlowEvent::flags` bits.
 pub mod flags {
     /// The verdict lets the packet through although the rule blocks: monitor mode.

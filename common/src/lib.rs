@@ -39,8 +39,6 @@ mod pod {
         policy::Settings,
         policy::Rule,
         policy::Destination,
-        policy::DstV4Root,
-        policy::DstV4LongKey,
         policy::SourceGroup,
         counters::CounterKey,
         counters::CounterRow,

@@ -12,8 +12,16 @@ pub const MAX_CLASSES: u32 = 64;
 /// Two policy slots: one active, one being written (see `policy::ActivePolicy`).
 pub const SLOTS: u32 = 2;
 
-/// Destination prefixes over both slots, IPv4 and IPv6 each (for IPv4: those longer than /16).
+/// Destination prefixes over both slots, IPv4 and IPv6 each (the IPv4 table holds any number:
+/// the limit keeps a policy's compile time and memory bounded).
 pub const DST_PREFIX_CAPACITY: u32 = 1 << 19;
+/// Groups of `DST_V4_8` per slot: /24 networks that hold prefixes longer than /24 (see
+/// `policy::DstV4Block`); 512 bytes each. Every country of the shipped database but one
+/// (`countries = ["non-fr"]`: 451,498 IPv4 networks) needs 15,876; group numbers have 15 bits.
+pub const DST_V4_GROUPS_PER_SLOT: u32 = 1 << 15;
+/// IPv4 destination prefixes per slot. The table's lookup does not depend on their number:
+/// the limit bounds a policy's compile time.
+pub const MAX_DST_V4_PREFIXES: u32 = 1 << 20;
 /// Distinct (service, classes) pairs of IPv4 destinations per slot, number 0 ("none") included.
 pub const MAX_DESTINATIONS: u32 = 1 << 12;
 /// Catalog domains over both slots (the server names of TLS ClientHellos are matched to them).
@@ -29,6 +37,10 @@ pub const COUNTER_CAPACITY: u32 = 1 << 14;
 /// Rows of the per-CPU counter cache, each claimed by the first key that hashes to it (a power
 /// of two).
 pub const COUNTER_CACHE_ROWS: u32 = 1 << 12;
+/// Rows of the per-CPU flow cache in front of the flow table (a power of two; 96 bytes each).
+pub const FLOW_CACHE_ROWS: u32 = 1 << 10;
+/// Packets a flow-cache row serves before the next one goes through the flow table again.
+pub const FLOW_CACHE_CREDIT: u32 = 64;
 /// Bytes of the flow-event ring buffer (a power of two, a multiple of the page size).
 pub const EVENT_RING_BYTES: u32 = 1 << 20;
 

@@ -3,13 +3,14 @@
 pub const ACTIVE_POLICY: &str = "ACTIVE_POLICY";
 pub const SETTINGS: &str = "SETTINGS";
 pub const RULES: &str = "RULES";
-pub const DST_V4_ROOT: &str = "DST_V4_ROOT";
-pub const DST_V4_LONG: &str = "DST_V4_LONG";
+pub const DST_V4_24: &str = "DST_V4_24";
+pub const DST_V4_8: &str = "DST_V4_8";
 pub const DESTINATIONS: &str = "DESTINATIONS";
 pub const DST_V6: &str = "DST_V6";
 pub const SRC_V4: &str = "SRC_V4";
 pub const SRC_V6: &str = "SRC_V6";
 pub const FLOWS: &str = "FLOWS";
+pub const FLOW_CACHE: &str = "FLOW_CACHE";
 pub const COUNTERS: &str = "COUNTERS";
 pub const COUNTER_CACHE: &str = "COUNTER_CACHE";
 pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
@@ -27,17 +28,18 @@ pub const RESOLVERS: &str = "RESOLVERS";
 pub const PORT_SIGNALS: &str = "PORT_SIGNALS";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
-    DST_V4_ROOT,
-    DST_V4_LONG,
+    DST_V4_24,
+    DST_V4_8,
     DESTINATIONS,
     DST_V6,
     SRC_V4,
     SRC_V6,
     FLOWS,
+    FLOW_CACHE,
     COUNTERS,
     COUNTER_CACHE,
     PARSE_FAILURES,

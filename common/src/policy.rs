@@ -91,47 +91,56 @@ pub struct SourceGroup {
     pub group: u32,
 }
 
-/// The IPv4 destination table. The kernel's LPM trie walks up to 40 nodes per lookup, each a
-/// cache miss once it holds 100,000 prefixes; this table answers in one array read, plus one hash
-/// probe per prefix length longer than /16 that exists under the address's /16:
+/// The IPv4 destination table, laid out as DIR-24-8 (the layout of DPDK's `rte_lpm`): any
+/// address is answered in one array read, two for an address under a prefix longer than /24,
+/// whatever the number of prefixes. No hash to compute, no key to compare, no helper call: the
+/// verifier inlines array reads. The earlier layouts (an LPM trie, then a /16 array plus one
+/// hash probe per longer length) cost a cache miss per trie node or per probe once 100,000
+/// prefixes were loaded.
 ///
-/// - `DST_V4_ROOT` has one entry per slot and /16 (`dst_v4_root_index`): the destination of
-///   the longest prefix of /16 or shorter covering it, and which longer lengths exist below it;
-/// - `DST_V4_LONG` holds the prefixes longer than /16, keyed by slot, length and network, and is
-///   probed longest first.
+/// - `DST_V4_24` has one 16-bit entry per slot and /24, packed `DST_V4_BLOCK` to an array
+///   element (one cache line; `dst_v4_block_index`, `dst_v4_block_offset`): the destination
+///   number of the longest prefix of /24 or shorter covering that /24, or, with
+///   `DST_V4_GROUP_BIT`, the number of a group in `DST_V4_8`: the /24 holds longer prefixes;
+/// - `DST_V4_8` has groups of 256 entries, one per address of such a /24
+///   (`dst_v4_group_index`), each the destination number of the longest prefix covering it.
 ///
-/// Both give destination numbers: rows of `DESTINATIONS` (`destination_index`), where number 0
-/// is "no destination" (an all-zero row). Many prefixes share a few (service, classes) pairs.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct DstV4Root {
-    /// Destination number of the longest prefix of /16 or shorter, 0 if none.
-    pub destination: u32,
-    /// Bit `n` set: prefixes of length `DST_V4_ROOT_BITS + 1 + n` exist under this /16.
-    pub longer: u32,
-}
+/// Entries give destination numbers: rows of `DESTINATIONS` (`destination_index`), where number
+/// 0 is "no destination" (an all-zero row). Many prefixes share a few (service, classes) pairs.
+/// Memory: 32 MiB per slot for `DST_V4_24`, allocated whatever the prefixes (as `rte_lpm`'s
+/// 64 MiB table); the price of a lookup that does not grow with the table.
+pub type DstV4Block = [u16; DST_V4_BLOCK];
 
-/// Key of `DST_V4_LONG`: a prefix longer than /16 in one slot.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct DstV4LongKey {
-    pub slot: u8,
-    /// Prefix length, above `DST_V4_ROOT_BITS`.
-    pub len: u8,
-    pub pad: [u8; 2],
-    /// The network address, host bits zero.
-    pub network: [u8; 4],
-}
+/// Entries of `DST_V4_24` per array element: 64 bytes, one cache line.
+pub const DST_V4_BLOCK: usize = 32;
 
-/// Address bits that index `DST_V4_ROOT` within a slot.
-pub const DST_V4_ROOT_BITS: u32 = 16;
+/// `DST_V4_24` elements per slot: 2^24 /24 networks, `DST_V4_BLOCK` to an element.
+pub const DST_V4_BLOCKS_PER_SLOT: u32 = (1 << 24) / DST_V4_BLOCK as u32;
 
-/// Index of the `DST_V4_ROOT` entry of an IPv4 address (host order) in a slot.
+/// A `DST_V4_24` entry with this bit names a group of `DST_V4_8` (the low bits), not a
+/// destination.
+pub const DST_V4_GROUP_BIT: u16 = 0x8000;
+
+/// One group of `DST_V4_8`: the destination number of each address of one /24.
+pub type DstV4Group = [u16; 256];
+
+/// Index of the `DST_V4_24` element that holds an IPv4 address (host order) in a slot.
 #[must_use]
-pub const fn dst_v4_root_index(slot: u32, addr: u32) -> u32 {
-    ((slot & 1) << DST_V4_ROOT_BITS) | (addr >> (32 - DST_V4_ROOT_BITS))
+pub const fn dst_v4_block_index(slot: u32, addr: u32) -> u32 {
+    (slot & 1) * DST_V4_BLOCKS_PER_SLOT + (addr >> 13)
+}
+
+/// Position of an IPv4 address's entry within its `DST_V4_24` element.
+#[must_use]
+pub const fn dst_v4_block_offset(addr: u32) -> usize {
+    ((addr >> 8) as usize) % DST_V4_BLOCK
+}
+
+/// Index of group `group` of `DST_V4_8` in a slot.
+#[must_use]
+pub const fn dst_v4_group_index(slot: u32, group: u32) -> u32 {
+    (slot & 1) * crate::limits::DST_V4_GROUPS_PER_SLOT
+        + (group % crate::limits::DST_V4_GROUPS_PER_SLOT)
 }
 
 /// Index of the `DESTINATIONS` row of destination number `number` in a slot.

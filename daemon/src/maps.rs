@@ -23,8 +23,9 @@ use vigie_common::{
     learned::{LearnedEndpoint, LearnedKey},
     limits, maps as names,
     policy::{
-        ActivePolicy, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6, Rule,
-        SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index, dst_v4_root_index,
+        ActivePolicy, DST_V4_BLOCKS_PER_SLOT, Destination, DstV4Block, DstV4Group, PrefixV4,
+        PrefixV6, Rule, SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index,
+        dst_v4_group_index,
     },
     signal::PortKey,
     sni::DomainKey,
@@ -33,7 +34,7 @@ use vigie_common::{
 
 use crate::{
     compiled::CompiledPolicy,
-    dst_v4::{DstV4Table, ROOT_ENTRIES},
+    dst_v4::{DstV4Table, groups_needed},
     sorted::SortedTable,
 };
 
@@ -83,8 +84,8 @@ pub struct DatapathMaps {
     active: Array<MapData, ActivePolicy>,
     settings: Array<MapData, Settings>,
     rules: Array<MapData, Rule>,
-    dst_v4_root: Array<MapData, DstV4Root>,
-    dst_v4_long: BpfHashMap<MapData, DstV4LongKey, u32>,
+    dst_v4_24: Array<MapData, DstV4Block>,
+    dst_v4_8: Array<MapData, DstV4Group>,
     destinations: Array<MapData, Destination>,
     dst_v6: LpmTrie<MapData, PrefixV6, Destination>,
     src_v4: LpmTrie<MapData, PrefixV4, SourceGroup>,
@@ -140,15 +141,18 @@ macro_rules! typed {
 
 impl DatapathMaps {
     /// Takes the maps out of a loaded object (the ring buffer stays for the event reader).
-    pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, MapsError> {
+    /// `fresh`: the object created its maps (none was adopted from a pin directory), so both
+    /// slots are known empty and the first swap writes without reading them back (which, for
+    /// the IPv4 table, is 2^19 reads).
+    pub fn take(ebpf: &mut aya::Ebpf, fresh: bool) -> Result<Self, MapsError> {
         let mut resolvers: BpfHashMap<MapData, LearnedKey, u32> = typed!(ebpf, names::RESOLVERS);
         crate::resolvers::write(&mut resolvers).map_err(map_err(names::RESOLVERS))?;
         Ok(Self {
             active: typed!(ebpf, names::ACTIVE_POLICY),
             settings: typed!(ebpf, names::SETTINGS),
             rules: typed!(ebpf, names::RULES),
-            dst_v4_root: typed!(ebpf, names::DST_V4_ROOT),
-            dst_v4_long: typed!(ebpf, names::DST_V4_LONG),
+            dst_v4_24: typed!(ebpf, names::DST_V4_24),
+            dst_v4_8: typed!(ebpf, names::DST_V4_8),
             destinations: typed!(ebpf, names::DESTINATIONS),
             dst_v6: typed!(ebpf, names::DST_V6),
             src_v4: typed!(ebpf, names::SRC_V4),
@@ -162,7 +166,11 @@ impl DatapathMaps {
             counter_cache: typed!(ebpf, names::COUNTER_CACHE),
             parse_failures: typed!(ebpf, names::PARSE_FAILURES),
             stats: typed!(ebpf, names::STATS),
-            images: [None, None],
+            images: if fresh {
+                [Some(empty_image()), Some(empty_image())]
+            } else {
+                [None, None]
+            },
             last_flip: None,
         })
     }
@@ -270,8 +278,8 @@ impl DatapathMaps {
     }
 
     /// Writes the differences between two IPv4 destination tables of a slot. Destination rows
-    /// come first, so that no entry ever names a row not yet written (the slot is inactive, but
-    /// this keeps the order right whatever reads it).
+    /// and groups come first, so that no entry ever names a row or group not yet written (the
+    /// slot is inactive, but this keeps the order right whatever reads it).
     fn sync_dst_v4(
         &mut self,
         slot: u32,
@@ -285,23 +293,22 @@ impl DatapathMaps {
                     .map_err(map_err(names::DESTINATIONS))?;
             }
         }
-        for (index, (was, entry)) in old.root.iter().zip(&new.root).enumerate() {
-            if was != entry {
-                self.dst_v4_root
-                    .set(dst_v4_root_index(slot, (index as u32) << 16), entry, 0)
-                    .map_err(map_err(names::DST_V4_ROOT))?;
+        for (number, group) in new.groups.iter().enumerate() {
+            if old.groups.get(number) != Some(group) {
+                self.dst_v4_8
+                    .set(
+                        dst_v4_group_index(slot, number as u32),
+                        &new.group(number),
+                        0,
+                    )
+                    .map_err(map_err(names::DST_V4_8))?;
             }
         }
-        let (removed, written) = old.long.changes(&new.long);
-        for key in removed {
-            self.dst_v4_long
-                .remove(key)
-                .map_err(map_err(names::DST_V4_LONG))?;
-        }
-        for (key, number) in written {
-            self.dst_v4_long
-                .insert(key, number, 0)
-                .map_err(map_err(names::DST_V4_LONG))?;
+        let base = slot * DST_V4_BLOCKS_PER_SLOT;
+        for block in new.changed_blocks(old) {
+            self.dst_v4_24
+                .set(base + block, &new.block(block), 0)
+                .map_err(map_err(names::DST_V4_24))?;
         }
         Ok(())
     }
@@ -323,22 +330,29 @@ impl DatapathMaps {
         })
     }
 
+    /// A slot's IPv4 table as the kernel holds it: every element of its half of `DST_V4_24`
+    /// (2^19 reads: only after a restart, when the writer does not know what it wrote).
     fn read_dst_v4(&self, slot: u32) -> Result<DstV4Table, MapsError> {
-        let root = (0..ROOT_ENTRIES as u32)
-            .map(|index| {
-                self.dst_v4_root
-                    .get(&dst_v4_root_index(slot, index << 16), 0)
-                    .map_err(map_err(names::DST_V4_ROOT))
+        let base = slot * DST_V4_BLOCKS_PER_SLOT;
+        // Read block by block into runs: the slot's 32 MiB are never held at once.
+        let mut failure = None;
+        let runs = DstV4Table::runs_from_blocks((0..DST_V4_BLOCKS_PER_SLOT).map_while(|block| {
+            self.dst_v4_24
+                .get(&(base + block), 0)
+                .map_err(|e| failure = Some(e))
+                .ok()
+        }));
+        if let Some(source) = failure {
+            return Err(map_err(names::DST_V4_24)(source));
+        }
+        let groups = (0..DstV4Table::group_count(&runs) as u32)
+            .map(|number| {
+                self.dst_v4_8
+                    .get(&dst_v4_group_index(slot, number), 0)
+                    .map(|group| DstV4Table::group_from_kernel(&group))
+                    .map_err(map_err(names::DST_V4_8))
             })
             .collect::<Result<_, _>>()?;
-        let mut long = Vec::new();
-        for item in &self.dst_v4_long {
-            let (key, number) = item.map_err(map_err(names::DST_V4_LONG))?;
-            if u32::from(key.slot) == slot {
-                long.push((key, number));
-            }
-        }
-        let long = long.into_iter().collect();
         let destinations = (0..limits::MAX_DESTINATIONS)
             .map(|number| {
                 self.destinations
@@ -347,8 +361,8 @@ impl DatapathMaps {
             })
             .collect::<Result<_, _>>()?;
         Ok(DstV4Table {
-            root,
-            long,
+            runs,
+            groups,
             destinations,
         })
     }
@@ -369,6 +383,13 @@ impl DatapathMaps {
     /// Every remembered flow (a snapshot; the kernel keeps changing it).
     pub fn flows(&self) -> Vec<(FlowKey, FlowEntry)> {
         self.flows.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Writes one flow's entry, as the learner does when it tells a QUIC server name.
+    pub fn write_flow(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<(), MapsError> {
+        self.flows
+            .insert(key, entry, 0)
+            .map_err(map_err(names::FLOWS))
     }
 
     /// Number of flows remembered, against `limits::FLOW_CAPACITY`.
@@ -422,7 +443,12 @@ fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
         (
             "IPv4 destination prefixes",
             policy.destinations_v4.len(),
-            half(limits::DST_PREFIX_CAPACITY),
+            limits::MAX_DST_V4_PREFIXES,
+        ),
+        (
+            "IPv4 /24 networks holding longer destination prefixes",
+            groups_needed(&policy.destinations_v4),
+            limits::DST_V4_GROUPS_PER_SLOT,
         ),
         (
             "IPv6 destination prefixes",
@@ -491,10 +517,23 @@ fn v6_key(slot: u32, net: &Ipv6Net) -> PrefixV6Key {
     (SLOT_PREFIX_BITS + u32::from(net.prefix_len()), data)
 }
 
+/// What a slot of newly created maps holds: nothing.
+fn empty_image() -> SlotImage {
+    SlotImage {
+        dst_v4: DstV4Table::default(),
+        dst_v6: SortedTable::default(),
+        src_v4: SortedTable::default(),
+        src_v6: SortedTable::default(),
+        domains: SortedTable::default(),
+        stun_attributes: SortedTable::default(),
+        port_signals: SortedTable::default(),
+    }
+}
+
 fn image_of(slot: u32, policy: &CompiledPolicy) -> SlotImage {
     let group = |g: &u32| SourceGroup { group: *g };
     SlotImage {
-        dst_v4: DstV4Table::build(slot, &policy.destinations_v4),
+        dst_v4: DstV4Table::build(&policy.destinations_v4),
         dst_v6: policy
             .destinations_v6
             .iter()

@@ -99,7 +99,7 @@ impl Sandbox {
 
     pub fn with_failure_action(failure_action: u32) -> Result<Self, SandboxError> {
         let mut ebpf = loader::load(None, failure_action)?;
-        let maps = DatapathMaps::take(&mut ebpf)?;
+        let maps = DatapathMaps::take(&mut ebpf, true)?;
         let ring = ebpf
             .take_map(names::EVENTS)
             .ok_or(SandboxError::NoRingBuffer(names::EVENTS))?;
@@ -296,6 +296,11 @@ impl Sandbox {
         self.maps.flows()
     }
 
+    /// Writes one flow's entry, as the daemon's learner does.
+    pub fn write_flow(&mut self, key: &FlowKey, entry: &FlowEntry) -> Result<(), SandboxError> {
+        Ok(self.maps.write_flow(key, entry)?)
+    }
+
     pub fn parse_failures(&self) -> Result<[u64; parse_failure::COUNT as usize], SandboxError> {
         Ok(self.maps.parse_failures()?)
     }
@@ -343,7 +348,9 @@ impl Sandbox {
     }
 }
 
-/// The benchmark's baseline: XDP and TC programs that pass every packet and do nothing else.
+/// The benchmark's baselines (see `ebpf/src/bin/bare.rs`): XDP and TC programs that pass every
+/// packet and do nothing else, and programs that only look the flow up in an LRU table like
+/// vigie's and insert it when missing (the floor of a flow table's cost).
 static BARE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bare"));
 
 pub struct Bare {
@@ -353,7 +360,7 @@ pub struct Bare {
 impl Bare {
     pub fn new() -> Result<Self, SandboxError> {
         let mut ebpf = Ebpf::load(BARE_OBJECT).map_err(LoaderError::from)?;
-        for name in ["bare_xdp", "bare_tc"] {
+        for name in ["bare_xdp", "bare_tc", "floor_xdp", "floor_tc"] {
             let err = |source| SandboxError::Run {
                 program: "bare",
                 len: 0,
@@ -380,6 +387,20 @@ impl Bare {
         frame: &[u8],
         repeat: u32,
     ) -> Result<Duration, SandboxError> {
+        self.run(if xdp { "bare_xdp" } else { "bare_tc" }, frame, repeat)
+    }
+
+    /// Runs the frame through the flow-table floor program (XDP if `xdp`, else TC).
+    pub fn run_floor(
+        &mut self,
+        xdp: bool,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Duration, SandboxError> {
+        self.run(if xdp { "floor_xdp" } else { "floor_tc" }, frame, repeat)
+    }
+
+    fn run(&mut self, name: &str, frame: &[u8], repeat: u32) -> Result<Duration, SandboxError> {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat.max(1);
@@ -388,7 +409,6 @@ impl Bare {
             len: frame.len(),
             source,
         };
-        let name = if xdp { "bare_xdp" } else { "bare_tc" };
         let program = self
             .ebpf
             .program_mut(name)

@@ -18,7 +18,7 @@ use vigie_common::{
 };
 
 use crate::{
-    decide,
+    decide, flow_cache,
     headers::{IPPROTO_TCP, IPPROTO_UDP},
     maps::{
         ACTIVE_POLICY, DECIDING, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS,
@@ -146,6 +146,12 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             Outcome::Pass
         };
     }
+    if let Some(cached) = flow_cache::lookup(key, active.generation) {
+        // SAFETY: a row of this CPU's flow cache, valid for this program run.
+        let cached = unsafe { &*cached };
+        count(cached, len, false);
+        return outcome(cached, packet, direction);
+    }
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
         // make this packet count under the previous verdict.
@@ -172,6 +178,7 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             if reads_stun(&cached, packet) {
                 return stun_datagram(ctx, key, packet, (len, direction), entry, cached, false);
             }
+            flow_cache::fill(key, &cached);
             count(&cached, len, false);
             return outcome(&cached, packet, direction);
         }

@@ -9,15 +9,15 @@ use vigie_common::{
     limits,
     matching::{Subject, matches},
     policy::{
-        DST_V4_ROOT_BITS, DstV4LongKey, SLOT_PREFIX_BITS, Settings, destination_index,
-        dst_v4_root_index,
+        DST_V4_GROUP_BIT, SLOT_PREFIX_BITS, Settings, destination_index, dst_v4_block_index,
+        dst_v4_block_offset, dst_v4_group_index,
     },
     signal::PortKey,
 };
 
 use crate::maps::{
-    DECIDING, DESTINATIONS, DST_V4_LONG, DST_V4_ROOT, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS,
-    RULES, SCRATCH, SRC_V4, SRC_V6,
+    DECIDING, DESTINATIONS, DST_V4_8, DST_V4_24, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS, RULES,
+    SCRATCH, SRC_V4, SRC_V6,
 };
 
 /// What the address table (or DNS) says of the remote side.
@@ -70,7 +70,7 @@ pub extern "C" fn vigie_learned(slot: u64) -> u64 {
 pub fn destination(slot: u32, key: &FlowKey) -> AddressEvidence {
     let found = if key.family == 4 {
         let addr = u32::from_be_bytes([key.remote[0], key.remote[1], key.remote[2], key.remote[3]]);
-        let number = vigie_dst_v4(u64::from(slot), u64::from(addr)) as u32;
+        let number = dst_v4(slot, addr);
         DESTINATIONS.get(destination_index(slot, number)).copied()
     } else {
         DST_V6.get(&v6_key(slot, &key.remote)).copied()
@@ -117,42 +117,22 @@ fn v6_key(slot: u32, addr: &[u8; 16]) -> Key<[u8; 17]> {
     Key::new(SLOT_PREFIX_BITS + 128, data)
 }
 
-/// The destination number of an IPv4 address in a slot (see `policy::DstV4Root`): the longest
-/// prefix above /16 that holds it, else the root entry's.
-///
-/// A global BPF function, verified once on its own: its probe loop would otherwise be walked
-/// again on every path that reaches a decision.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn vigie_dst_v4(slot: u64, addr: u64) -> u64 {
-    let slot = (slot & 1) as u32;
-    let addr = addr as u32;
-    let Some(root) = DST_V4_ROOT.get(dst_v4_root_index(slot, addr)) else {
+/// The destination number of an IPv4 address (host order) in a slot (see
+/// `policy::DstV4Block`): its /24's entry, or the entry of its group when the /24 holds longer
+/// prefixes. Array reads only, which the verifier inlines.
+#[inline(always)]
+fn dst_v4(slot: u32, addr: u32) -> u32 {
+    let Some(block) = DST_V4_24.get(dst_v4_block_index(slot, addr)) else {
         return 0;
     };
-    let mut longer = root.longer;
-    let mut key = DstV4LongKey {
-        slot: slot as u8,
-        ..DstV4LongKey::default()
-    };
-    // Bit n stands for length /17 + n: the highest bit first, so the longest match wins.
-    for bit in (0..32 - DST_V4_ROOT_BITS).rev() {
-        if longer == 0 {
-            break;
-        }
-        if longer & (1 << bit) == 0 {
-            continue;
-        }
-        let len = DST_V4_ROOT_BITS + 1 + bit;
-        key.len = len as u8;
-        key.network = (addr & (u32::MAX << (32 - len))).to_be_bytes();
-        if let Some(number) = DST_V4_LONG.get_ptr(&key) {
-            // SAFETY: a map value pointer, valid for this program run.
-            return u64::from(unsafe { *number });
-        }
-        longer &= !(1 << bit);
+    let entry = block[dst_v4_block_offset(addr)];
+    if entry & DST_V4_GROUP_BIT == 0 {
+        return u32::from(entry);
     }
-    u64::from(root.destination)
+    let group = u32::from(entry & !DST_V4_GROUP_BIT);
+    DST_V4_8
+        .get(dst_v4_group_index(slot, group))
+        .map_or(0, |addresses| u32::from(addresses[(addr & 0xff) as usize]))
 }
 
 /// Walks the ordered rules of a slot: the first that matches decides, else the policy's default.

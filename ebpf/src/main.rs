@@ -18,6 +18,7 @@
 mod classify;
 mod cursor;
 mod decide;
+mod flow_cache;
 mod headers;
 mod maps;
 mod parse;

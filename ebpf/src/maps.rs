@@ -10,12 +10,12 @@ use vigie_common::{
     action,
     answer::Frame,
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
-    flow::{FlowEntry, FlowKey},
+    flow::{CachedFlow, FlowEntry, FlowKey},
     learned::{LearnedEndpoint, LearnedKey},
     limits,
     policy::{
-        ActivePolicy, DST_V4_ROOT_BITS, Destination, DstV4LongKey, DstV4Root, PrefixV4, PrefixV6,
-        Rule, Settings, SourceGroup,
+        ActivePolicy, DST_V4_BLOCKS_PER_SLOT, Destination, DstV4Block, DstV4Group, PrefixV4,
+        PrefixV6, Rule, Settings, SourceGroup,
     },
     signal::PortKey,
     sni::{DomainKey, SniWork},
@@ -34,16 +34,16 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(limits::SLOTS, 0)
 #[map]
 pub static RULES: Array<Rule> = Array::with_max_entries(limits::SLOTS * limits::MAX_RULES, 0);
 
-/// Remote IPv4 addresses to destination numbers, by slot and /16 (see `policy::DstV4Root`).
+/// Remote IPv4 addresses to destination numbers, one entry per slot and /24 (see
+/// `policy::DstV4Block`).
 #[map]
-pub static DST_V4_ROOT: Array<DstV4Root> =
-    Array::with_max_entries(limits::SLOTS << DST_V4_ROOT_BITS, 0);
+pub static DST_V4_24: Array<DstV4Block> =
+    Array::with_max_entries(limits::SLOTS * DST_V4_BLOCKS_PER_SLOT, 0);
 
-/// Remote IPv4 prefixes longer than /16 to destination numbers. Not preallocated: memory follows
-/// the prefixes loaded, not the capacity.
+/// Destination numbers of each address of the /24 networks that hold prefixes longer than /24.
 #[map]
-pub static DST_V4_LONG: HashMap<DstV4LongKey, u32> =
-    HashMap::with_max_entries(limits::DST_PREFIX_CAPACITY, BPF_F_NO_PREALLOC);
+pub static DST_V4_8: Array<DstV4Group> =
+    Array::with_max_entries(limits::SLOTS * limits::DST_V4_GROUPS_PER_SLOT, 0);
 
 /// What each IPv4 destination number stands for, `MAX_DESTINATIONS` rows per slot.
 #[map]
@@ -69,6 +69,11 @@ pub static SRC_V6: LpmTrie<PrefixV6, SourceGroup> =
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(limits::FLOW_CAPACITY, 0);
+
+/// The per-CPU flow cache in front of `FLOWS` (see `flow_cache`).
+#[map]
+pub static FLOW_CACHE: PerCpuArray<CachedFlow> =
+    PerCpuArray::with_max_entries(limits::FLOW_CACHE_ROWS, 0);
 
 /// Packets, bytes and new flows by (rule, service, group, action).
 #[map]

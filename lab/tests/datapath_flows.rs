@@ -424,3 +424,61 @@ fn counters_are_exact_when_two_keys_share_a_cache_row() {
         assert_eq!((value.packets, value.flows), (3, 3), "rule {rule}");
     }
 }
+
+/// The per-CPU flow cache answers packets of a settled flow without the flow table, for at most
+/// `FLOW_CACHE_CREDIT` packets: what the daemon writes into the table meanwhile (here, a QUIC
+/// name that makes the flow Zoom) shows at the packet after, exactly. A policy swap shows at
+/// once, and every packet is counted.
+#[test]
+fn the_flow_cache_serves_a_settled_verdict_for_its_credit_only() {
+    if !vigie_lab::privilege::privileged(
+        "the_flow_cache_serves_a_settled_verdict_for_its_credit_only",
+    ) {
+        return;
+    }
+    stay_on_this_cpu();
+    let credit = vigie_common::limits::FLOW_CACHE_CREDIT;
+    let visio = Frame::udp4(FINANCE_HOST, 5000, VISIO_HOST, 5004).payload(b"media");
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        let frame = visio.build();
+        // The first packet makes the flow, the second finds it in the table and caches it.
+        for _ in 0..2 {
+            assert_eq!(run(&mut sandbox, hook, &frame), Outcome::Pass, "{hook:?}");
+        }
+        let flows = sandbox.flows();
+        assert_eq!(flows.len(), 1, "{hook:?}: {flows:#?}");
+        let (key, mut entry) = flows[0];
+        entry.service = ZOOM;
+        entry.evidence = evidence::QUIC_SNI;
+        entry.generation = 0;
+        sandbox
+            .write_flow(&key, &entry)
+            .unwrap_or_else(|e| panic!("{hook:?}: writing the flow: {e}"));
+        let first_drop = (1..=credit + 5)
+            .find(|_| run(&mut sandbox, hook, &frame) == Outcome::Drop)
+            .unwrap_or_else(|| panic!("{hook:?}: the written entry never took effect"));
+        assert_eq!(
+            first_drop,
+            credit + 1,
+            "{hook:?}: packets served by the cache, then the table"
+        );
+        // Cached again with the new verdict; a swap to a policy that blocks nothing shows at once.
+        assert_eq!(run(&mut sandbox, hook, &frame), Outcome::Drop, "{hook:?}");
+        assert_eq!(run(&mut sandbox, hook, &frame), Outcome::Drop, "{hook:?}");
+        sandbox
+            .apply(&PolicySpec::new().compile())
+            .unwrap_or_else(|e| panic!("{hook:?}: applying: {e}"));
+        assert_eq!(
+            run(&mut sandbox, hook, &frame),
+            Outcome::Pass,
+            "{hook:?}: after the swap"
+        );
+        let sent = 2 + u64::from(first_drop) + 2 + 1;
+        let counted: u64 = counters(&sandbox).iter().map(|(_, v)| v.packets).sum();
+        assert_eq!(
+            counted, sent,
+            "{hook:?}: every packet counted, cached or not"
+        );
+    }
+}

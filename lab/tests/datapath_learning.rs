@@ -146,6 +146,31 @@ fn a_dns_answer_for_a_catalog_name_teaches_its_address() {
     }
 }
 
+/// A DNS flow stays out of the per-CPU flow cache: however many packets it has, each answer is
+/// handed over to the daemon.
+#[test]
+fn every_answer_of_a_busy_dns_flow_is_read() {
+    if !vigie_lab::privilege::privileged("every_answer_of_a_busy_dns_flow_is_read") {
+        return;
+    }
+    stay_on_this_cpu();
+    let mut sandbox = learning_sandbox();
+    for _ in 0..3 {
+        ask(&mut sandbox);
+    }
+    let dns = response(
+        "eu01web.zoom.us",
+        &[("eu01web.zoom.us", Answer::A(UNKNOWN_HOST), 300)],
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &answer_frame(&dns)),
+            Outcome::Pass
+        );
+    }
+    assert_eq!(stat(&sandbox, stat::DNS_RESPONSES), 3);
+}
+
 #[test]
 fn dns_over_tcp_teaches_too() {
     if !vigie_lab::privilege::privileged("dns_over_tcp_teaches_too") {

@@ -283,6 +283,25 @@ pub fn as_seen_by(hook: Hook, outbound: &Frame) -> Vec<u8> {
     }
 }
 
+/// Keeps the calling thread on the CPU it runs on: the flow cache is per CPU, and
+/// `BPF_PROG_TEST_RUN` runs the program on the caller's CPU.
+pub fn stay_on_this_cpu() {
+    // SAFETY: plain libc calls on a local, zeroed CPU set; pid 0 is the calling thread.
+    unsafe {
+        let cpu = usize::try_from(libc::sched_getcpu())
+            .unwrap_or_else(|_| panic!("sched_getcpu: {}", std::io::Error::last_os_error()));
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let done = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+        assert_eq!(
+            done,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Runs one frame and returns the verdict.
 pub fn run(sandbox: &mut Sandbox, hook: Hook, frame: &[u8]) -> Outcome {
     sandbox

@@ -305,7 +305,8 @@ impl DatapathCollector {
         if let Some(p) = policy {
             let dst = limits::DST_PREFIX_CAPACITY / limits::SLOTS;
             let src = limits::SRC_PREFIX_CAPACITY / limits::SLOTS;
-            set_entries(f, "dst_v4", p.destinations_v4.len(), dst);
+            let dst_v4 = limits::MAX_DST_V4_PREFIXES;
+            set_entries(f, "dst_v4", p.destinations_v4.len(), dst_v4);
             set_entries(f, "dst_v6", p.destinations_v6.len(), dst);
             set_entries(f, "src_v4", p.sources_v4.len(), src);
             set_entries(f, "src_v6", p.sources_v6.len(), src);
