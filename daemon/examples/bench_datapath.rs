@@ -1,12 +1,16 @@
 //! Per-packet cost of vigie's kernel programs under `BPF_PROG_TEST_RUN`, beside a bare program
 //! that only passes the packet, with 10, 1,000 and 100,000 destination prefixes loaded.
 //!
-//! - hit: one packet of a known flow, repeated in the kernel (the flow-cache fast path);
+//! - hit: one packet of a known flow, repeated in the kernel (the per-CPU flow cache's path);
+//! - known: the same flows again, each run once: found in the flow table, but too many for
+//!   the per-CPU flow cache, whose rows they keep replacing;
 //! - miss: many distinct flows, each run once (parse, prefix lookups, rule walk, flow insert,
 //!   counters, event), averaging the kernel's reported durations.
 //!
 //! Bare and vigie runs are interleaved round by round so that drift on a shared machine hits
-//! both alike; the figure to read is the difference. Needs root.
+//! both alike; the figure to read is the difference. Beside them, the floor program
+//! (`ebpf/src/bin/bare.rs`) only looks each flow up in an LRU table shaped as vigie's and
+//! inserts it: what a new flow costs any classifier that keeps such a table. Needs root.
 //!
 //! Usage: cargo run --release -p vigie --example `bench_datapath` [-- --flows N --rounds R
 //! --prefixes P --hits H --unlisted]: H repeats of the hit packet (default 200,000; a profiler
@@ -51,16 +55,16 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<5} {:>9} {:<5} {:>9} {:>9} {:>9}",
-        "hook", "prefixes", "case", "bare", "vigie", "added"
+        "{:<5} {:>9} {:<5} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "hook", "prefixes", "case", "bare", "floor", "vigie", "added", "over floor"
     );
     for &count in &counts {
         for (hook, xdp) in [(Hook::XdpOutbound, true), (Hook::TcOutbound, false)] {
-            let (bare_hit, vigie_hit, bare_miss, vigie_miss) =
-                measure(count, hook, xdp, (flows, hits), rounds, unlisted)?;
+            let m = measure(count, hook, xdp, (flows, hits), rounds, unlisted)?;
             let name = if xdp { "xdp" } else { "tc" };
-            row(name, count, "hit", bare_hit, vigie_hit);
-            row(name, count, "miss", bare_miss, vigie_miss);
+            row(name, count, "hit", [m[0], m[6], m[1]]);
+            row(name, count, "known", [m[4], m[8], m[5]]);
+            row(name, count, "miss", [m[2], m[7], m[3]]);
         }
     }
     Ok(())
@@ -73,14 +77,16 @@ fn flag(args: &[String], name: &str) -> Option<usize> {
         .and_then(|v| v.parse().ok())
 }
 
-fn row(hook: &str, prefixes: usize, case: &str, bare: f64, vigie: f64) {
+fn row(hook: &str, prefixes: usize, case: &str, [bare, floor, vigie]: [f64; 3]) {
     println!(
-        "{hook:<5} {prefixes:>9} {case:<5} {bare:>9.1} {vigie:>9.1} {:>+9.1}",
-        vigie - bare
+        "{hook:<5} {prefixes:>9} {case:<5} {bare:>9.1} {floor:>9.1} {vigie:>9.1} {:>+9.1} {:>+11.1}",
+        vigie - bare,
+        vigie - floor
     );
 }
 
-/// Returns mean ns of (bare hit, vigie hit, bare miss, vigie miss).
+/// Returns mean ns of bare hit, vigie hit, bare miss, vigie miss, bare known, vigie known, then
+/// the floor program's hit, miss and known.
 fn measure(
     count: usize,
     hook: Hook,
@@ -88,7 +94,7 @@ fn measure(
     (flows, hits): (usize, u32),
     rounds: usize,
     unlisted: bool,
-) -> anyhow::Result<(f64, f64, f64, f64)> {
+) -> anyhow::Result<[f64; 9]> {
     let policy = synthetic_policy(count);
     let mut sandbox = Sandbox::new()?;
     sandbox.apply(&policy)?;
@@ -107,17 +113,20 @@ fn measure(
         .collect();
     let hit_frame = udp::frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801, &[0; 18]);
     sandbox.run(hook, &hit_frame)?;
-    let mut sums = [0f64; 4];
+    let mut sums = [0f64; 9];
     let mut next_flow = 0u32;
     for _ in 0..rounds {
         sums[0] += ns(bare.run_repeated(xdp, &hit_frame, hits)?);
         sums[1] += ns(sandbox.run_repeated(hook, &hit_frame, hits)?.1);
+        sums[6] += ns(bare.run_floor(xdp, &hit_frame, hits)?);
         let mut bare_total = 0f64;
         let mut vigie_total = 0f64;
+        let mut floor_total = 0f64;
         for i in 0..flows {
             let frame = miss_frame(next_flow, &dsts, i);
             next_flow += 1;
             bare_total += ns(bare.run_repeated(xdp, &frame, 1)?);
+            floor_total += ns(bare.run_floor(xdp, &frame, 1)?);
             vigie_total += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
             if i % 4096 == 0 {
                 sandbox.drain_events();
@@ -125,9 +134,23 @@ fn measure(
         }
         sums[2] += bare_total / flows as f64;
         sums[3] += vigie_total / flows as f64;
+        sums[7] += floor_total / flows as f64;
+        // The same flows again, each once: known to the flow table, but far more of them than
+        // rows in the per-CPU flow cache.
+        let (mut bare_total, mut vigie_total, mut floor_total) = (0f64, 0f64, 0f64);
+        let first = next_flow - flows as u32;
+        for i in 0..flows {
+            let frame = miss_frame(first + i as u32, &dsts, i);
+            bare_total += ns(bare.run_repeated(xdp, &frame, 1)?);
+            floor_total += ns(bare.run_floor(xdp, &frame, 1)?);
+            vigie_total += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+        }
+        sums[4] += bare_total / flows as f64;
+        sums[5] += vigie_total / flows as f64;
+        sums[8] += floor_total / flows as f64;
     }
     let r = rounds as f64;
-    Ok((sums[0] / r, sums[1] / r, sums[2] / r, sums[3] / r))
+    Ok(sums.map(|s| s / r))
 }
 
 fn ns(d: Duration) -> f64 {

@@ -1,5 +1,11 @@
-//! The benchmark's baseline: programs that only pass the packet, measured beside vigie's so
-//! that a figure is the cost vigie adds, not the cost of `BPF_PROG_TEST_RUN` itself.
+//! The benchmark's baselines, measured beside vigie's programs:
+//!
+//! - `bare_*` only pass the packet: a figure over them is the cost vigie adds, not the cost of
+//!   `BPF_PROG_TEST_RUN` itself;
+//! - `floor_*` do the least a flow table costs: read the addresses and ports of an Ethernet,
+//!   IPv4 (no options), UDP or TCP frame, look the flow up in an LRU hash map shaped as
+//!   vigie's (same key, value and capacity), and insert it when missing. The part of vigie's
+//!   cost per new flow that no classifier with such a table avoids.
 #![no_std]
 #![no_main]
 // The aya macro generates the raw-pointer entry point; this program never reads it.
@@ -10,9 +16,18 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_UNSPEC, xdp_action},
-    macros::{classifier, xdp},
+    macros::{classifier, map, xdp},
+    maps::LruHashMap,
     programs::{TcContext, XdpContext},
 };
+use vigie_common::{
+    flow::{FlowEntry, FlowKey},
+    limits,
+};
+
+#[map]
+static FLOOR_FLOWS: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(limits::FLOW_CAPACITY, 0);
 
 #[xdp]
 pub fn bare_xdp(_ctx: XdpContext) -> u32 {
@@ -22,6 +37,44 @@ pub fn bare_xdp(_ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn bare_tc(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
+}
+
+#[xdp]
+pub fn floor_xdp(ctx: XdpContext) -> u32 {
+    remember(ctx.data(), ctx.data_end());
+    xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn floor_tc(ctx: TcContext) -> i32 {
+    remember(ctx.data(), ctx.data_end());
+    TC_ACT_UNSPEC
+}
+
+/// Bytes up to the end of the ports: Ethernet (14), IPv4 without options (20), two ports.
+const HEADERS: usize = 14 + 20 + 4;
+
+#[inline(always)]
+fn remember(data: usize, end: usize) {
+    if data + HEADERS > end {
+        return;
+    }
+    // SAFETY: the verifier-checked bound above covers every byte read.
+    let byte = |offset: usize| unsafe { *((data + offset) as *const u8) };
+    let mut key = FlowKey {
+        proto: byte(14 + 9),
+        family: 4,
+        local_port: u16::from_be_bytes([byte(34), byte(35)]),
+        remote_port: u16::from_be_bytes([byte(36), byte(37)]),
+        ..FlowKey::default()
+    };
+    for i in 0..4 {
+        key.local[i] = byte(14 + 12 + i);
+        key.remote[i] = byte(14 + 16 + i);
+    }
+    if FLOOR_FLOWS.get_ptr(&key).is_none() {
+        let _ = FLOOR_FLOWS.insert(&key, &FlowEntry::default(), 0);
+    }
 }
 
 // Only the BPF build needs one: a host build (clippy, tests) takes std's.
