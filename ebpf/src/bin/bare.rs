@@ -40,12 +40,20 @@ pub fn bare_tc(_ctx: TcContext) -> i32 {
 }
 
 #[xdp]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "signature fixed by aya's program macros"
+)]
 pub fn floor_xdp(ctx: XdpContext) -> u32 {
     remember(ctx.data(), ctx.data_end());
     xdp_action::XDP_PASS
 }
 
 #[classifier]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "signature fixed by aya's program macros"
+)]
 pub fn floor_tc(ctx: TcContext) -> i32 {
     remember(ctx.data(), ctx.data_end());
     TC_ACT_UNSPEC
@@ -54,6 +62,10 @@ pub fn floor_tc(ctx: TcContext) -> i32 {
 /// Bytes up to the end of the ports: Ethernet (14), IPv4 without options (20), two ports.
 const HEADERS: usize = 14 + 20 + 4;
 
+#[allow(
+    clippy::inline_always,
+    reason = "the verifier tracks packet bounds only within one function"
+)]
 #[inline(always)]
 fn remember(data: usize, end: usize) {
     if data + HEADERS > end {
