@@ -12,8 +12,8 @@ pub const MAX_CLASSES: u32 = 64;
 /// Two policy slots: one active, one being written (see `policy::ActivePolicy`).
 pub const SLOTS: u32 = 2;
 
-/// Destination prefixes over both slots, IPv4 and IPv6 each (the IPv4 table holds any number:
-/// the limit keeps a policy's compile time and memory bounded).
+/// IPv6 destination prefixes over both slots (the IPv4 table has its own limit,
+/// `MAX_DST_V4_PREFIXES`).
 pub const DST_PREFIX_CAPACITY: u32 = 1 << 19;
 /// Groups of `DST_V4_8` per slot: /24 networks that hold prefixes longer than /24 (see
 /// `policy::DstV4Block`); 512 bytes each. Every country of the shipped database but one

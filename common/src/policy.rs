@@ -124,6 +124,10 @@ pub const DST_V4_GROUP_BIT: u16 = 0x8000;
 /// One group of `DST_V4_8`: the destination number of each address of one /24.
 pub type DstV4Group = [u16; 256];
 
+// Destination and group numbers live in the 15 bits below `DST_V4_GROUP_BIT`.
+const _: () = assert!(crate::limits::MAX_DESTINATIONS <= DST_V4_GROUP_BIT as u32);
+const _: () = assert!(crate::limits::DST_V4_GROUPS_PER_SLOT <= DST_V4_GROUP_BIT as u32);
+
 /// Index of the `DST_V4_24` element that holds an IPv4 address (host order) in a slot.
 #[must_use]
 pub const fn dst_v4_block_index(slot: u32, addr: u32) -> u32 {

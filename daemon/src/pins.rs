@@ -24,6 +24,12 @@ pub enum PinsError {
     },
     #[error("{path}: {message}")]
     State { path: PathBuf, message: String },
+    #[error(
+        "{path} holds some of vigie's pinned maps but not {missing}: they were left by another \
+         version of vigie or by an interrupted start; run `vigie detach` with this pin directory \
+         first (enforcement stops until the next `vigie run`)"
+    )]
+    Partial { path: PathBuf, missing: String },
     #[error("mounting a BPF filesystem on {path}: {source}")]
     Mount {
         path: PathBuf,
@@ -52,6 +58,26 @@ pub struct State {
 #[must_use]
 pub fn map_path(pin_dir: &Path, map: &str) -> PathBuf {
     pin_dir.join("maps").join(map)
+}
+
+/// Whether the pin directory holds the maps of a running enforcement (`true`: they are
+/// adopted, with what they hold) or none of them (`false`: the loader creates them empty). Some
+/// but not all of them is refused: maps of another version, or an interrupted start, whose
+/// contents the writer could not account for.
+pub fn maps_pinned(pin_dir: &Path) -> Result<bool, PinsError> {
+    let missing: Vec<&str> = vigie_common::maps::ALL
+        .iter()
+        .copied()
+        .filter(|name| !map_path(pin_dir, name).exists())
+        .collect();
+    match missing.len() {
+        0 => Ok(true),
+        n if n == vigie_common::maps::ALL.len() => Ok(false),
+        _ => Err(PinsError::Partial {
+            path: pin_dir.join("maps"),
+            missing: missing.join(", "),
+        }),
+    }
 }
 
 #[must_use]
@@ -159,4 +185,28 @@ pub fn remove_all(pin_dir: &Path) -> Result<(), PinsError> {
         fs::remove_dir(pin_dir).map_err(io(pin_dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Empty files stand for pins: only their presence is looked at.
+    #[test]
+    fn maps_are_adopted_all_or_none() {
+        let dir = std::env::temp_dir().join(format!("vigie-pins-test-{}", std::process::id()));
+        let maps = dir.join("maps");
+        fs::create_dir_all(&maps).unwrap();
+        assert!(!maps_pinned(&dir).unwrap(), "no pin: new maps");
+        fs::write(map_path(&dir, vigie_common::maps::FLOWS), b"").unwrap();
+        let partial = maps_pinned(&dir).unwrap_err().to_string();
+        assert!(partial.contains("vigie detach"), "{partial}");
+        assert!(partial.contains(vigie_common::maps::DST_V4_24), "{partial}");
+        assert!(!partial.contains("FLOWS,"), "{partial}");
+        for name in vigie_common::maps::ALL {
+            fs::write(map_path(&dir, name), b"").unwrap();
+        }
+        assert!(maps_pinned(&dir).unwrap(), "every pin: adopted");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

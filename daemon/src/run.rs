@@ -69,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         FailureAction::Block => action::DROP,
     };
     // Maps pinned by an earlier daemon are adopted with what they hold; otherwise they are new.
-    let fresh = !pins::map_path(&pin_dir, names::DST_V4_24).exists();
+    let fresh = !pins::maps_pinned(&pin_dir)?;
     let mut ebpf = loader::load(Some(&pin_dir), failure).context("loading the datapath")?;
     let mut state = pins::read_state(&pin_dir)?.unwrap_or_default();
     for iface in &args.ifaces {

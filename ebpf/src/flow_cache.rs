@@ -12,7 +12,8 @@
 //! `FLOW_CACHE_CREDIT` packets: then a packet goes through the flow table again, which keeps the
 //! table's LRU order true to the flows in use and picks up what changed in the entry meanwhile
 //! (the daemon telling a QUIC name after the flow stopped waiting for it, an entry evicted and
-//! decided again on another CPU). Rows are per CPU, written and read by the programs of that
+//! decided again on another CPU). The credit is per CPU: a flow whose packets several CPUs see
+//! may pass up to that many packets on each before such a change shows. Rows are per CPU, written and read by the programs of that
 //! CPU only, which never run nested: no locks, no torn rows.
 
 use vigie_common::{
@@ -72,7 +73,7 @@ pub fn lookup(key: &FlowKey, generation: u32) -> Option<*const FlowEntry> {
 #[inline(always)]
 pub fn fill(key: &FlowKey, entry: &FlowEntry) {
     const UNSETTLED: u32 = flags::SNI_PENDING | flags::STUN_PENDING | flags::QUIC_PENDING;
-    if entry.flags & UNSETTLED != 0 || key.remote_port == DNS_PORT || entry.generation == 0 {
+    if entry.flags & UNSETTLED != 0 || key.remote_port == DNS_PORT {
         return;
     }
     let Some(row) = FLOW_CACHE.get_ptr_mut(row_of(key)) else {

@@ -60,9 +60,10 @@ pub fn event(key: &FlowKey, entry: &FlowEntry, flags: u32, packet_len: u32) {
     };
     slot.write(FlowEvent {
         key: *key,
-        // The coarse clock (the monotonic clock as of the last tick, a few milliseconds at
-        // most behind) reads no hardware counter: a fraction of the precise clock's cost on
-        // every new flow, and events are shown to the millisecond anyway.
+        // The coarse clock (the monotonic clock as of the last scheduler tick: up to 4 ms
+        // behind at 250 Hz, 10 ms at 100 Hz) reads no hardware counter: a fraction of the
+        // precise clock's cost on every new flow. Events tell when a flow started, which a
+        // tick's precision serves.
         // SAFETY: no preconditions; a helper call.
         timestamp_ns: unsafe { bpf_ktime_get_coarse_ns() },
         classes: entry.classes,
