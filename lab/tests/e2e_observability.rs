@@ -136,6 +136,13 @@ fn check_scrape(lab: &Lab) {
         .unwrap();
     let text = String::from_utf8_lossy(&scrape.stdout).into_owned();
     assert!(text.contains("vigie_flows_total{"), "{text}");
+    assert!(
+        text.contains(&format!(
+            r#"vigie_map_capacity{{map="dst_v4_groups"}} {}"#,
+            vigie_common::limits::DST_V4_GROUPS_PER_SLOT
+        )),
+        "the IPv4 table's group capacity is exported: {text}"
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -307,6 +307,13 @@ impl DatapathCollector {
             let src = limits::SRC_PREFIX_CAPACITY / limits::SLOTS;
             let dst_v4 = limits::MAX_DST_V4_PREFIXES;
             set_entries(f, "dst_v4", p.destinations_v4.len(), dst_v4);
+            // The IPv4 table's real limit: /24 networks that hold longer prefixes.
+            set_entries(
+                f,
+                "dst_v4_groups",
+                crate::dst_v4::groups_needed(&p.destinations_v4),
+                limits::DST_V4_GROUPS_PER_SLOT,
+            );
             set_entries(f, "dst_v6", p.destinations_v6.len(), dst);
             set_entries(f, "src_v4", p.sources_v4.len(), src);
             set_entries(f, "src_v6", p.sources_v6.len(), src);
