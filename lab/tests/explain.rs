@@ -20,6 +20,16 @@ fn vigie(args: &[&str]) -> Output {
 }
 
 /// `vigie explain --json` under the policy directory `dir` (relative to `policies/`).
+/// A report of a probe that nothing names: no service, no evidence, and the packet passes.
+fn assert_no_service_passes(report: &Value) {
+    assert_eq!(
+        (report["service"].clone(), report["evidence"].as_str()),
+        (Value::Null, Some("none")),
+        "{report}"
+    );
+    assert_eq!(report["packet"], "passes", "{report}");
+}
+
 fn explain(dir: &str, args: &[&str]) -> Value {
     let policy = policies().join(dir);
     let mut all = vec!["explain", "--json", "--policy", policy.to_str().unwrap()];
@@ -299,11 +309,7 @@ fn a_server_name_decides_where_the_address_says_nothing() {
     assert_eq!(visio["packet"], "passes");
 
     let other = explain("", &["--dst", "203.0.113.7", "--sni", "notzoom.us"]);
-    assert_eq!(
-        (other["service"].clone(), other["evidence"].as_str()),
-        (Value::Null, Some("none"))
-    );
-    assert_eq!(other["packet"], "passes");
+    assert_no_service_passes(&other);
 
     // A name needs TCP.
     let out = vigie(&[
@@ -357,11 +363,7 @@ fn a_dns_name_decides_where_the_address_says_nothing() {
             "www.example.org",
         ],
     );
-    assert_eq!(
-        (other["service"].clone(), other["evidence"].as_str()),
-        (Value::Null, Some("none"))
-    );
-    assert_eq!(other["packet"], "passes");
+    assert_no_service_passes(&other);
     // The text says where the evidence came from.
     let out = vigie(&[
         "explain",
