@@ -126,14 +126,15 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         aggregator: Aggregator::new(std::time::Duration::from_secs(observe.event_window)),
         metrics,
     };
-    let events = tokio::spawn(writer.run(ring));
+    let (stop_events, events_stop) = tokio::sync::oneshot::channel();
+    let events = tokio::spawn(writer.run(ring, events_stop));
     let reader = PayloadReader {
         learner,
         metrics: daemon.metrics.clone(),
     };
     let learning = tokio::spawn(reader.run(payloads));
     let outcome = daemon.serve().await;
-    events.abort();
+    stop_event_writer(stop_events, events).await;
     learning.abort();
     if let Some(server) = server {
         server.abort();
@@ -376,6 +377,27 @@ enum Drained {
     Poisoned,
 }
 
+/// Tells the event writer to stop, and waits for it: it reads what the ring still holds and
+/// reports the repeats its open windows counted. A sink that hangs does not keep the daemon
+/// from stopping.
+async fn stop_event_writer(
+    stop: tokio::sync::oneshot::Sender<()>,
+    writer: tokio::task::JoinHandle<()>,
+) {
+    let _ = stop.send(());
+    if tokio::time::timeout(EVENTS_FLUSH_TIMEOUT, writer)
+        .await
+        .is_err()
+    {
+        warn!(
+            "flow events still being written after {EVENTS_FLUSH_TIMEOUT:?}; stopping without them"
+        );
+    }
+}
+
+/// How long a stopping daemon waits for the event writer's last lines.
+const EVENTS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Reads the event ring, names, aggregates and writes the events.
 struct EventWriter {
     sink: Box<dyn Write + Send>,
@@ -385,7 +407,9 @@ struct EventWriter {
 }
 
 impl EventWriter {
-    async fn run(mut self, ring: RingBuf<MapData>) {
+    /// Runs until `stop` fires (or is dropped); then reads the ring once more and closes
+    /// every aggregation window, so that what was counted is written.
+    async fn run(mut self, ring: RingBuf<MapData>, mut stop: tokio::sync::oneshot::Receiver<()>) {
         // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
         // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
         #[allow(deprecated)]
@@ -406,15 +430,31 @@ impl EventWriter {
                     guard.clear_ready();
                 }
                 _ = tick.tick() => {
-                    for summary in self.aggregator.expire(std::time::Instant::now()) {
-                        self.metrics.suppressed(summary.suppressed);
-                        if self.write(&summary).is_err() {
-                            return error!("the event sink failed; events are no longer written");
-                        }
+                    let summaries = self.aggregator.expire(std::time::Instant::now());
+                    if self.write_summaries(&summaries).is_err() {
+                        return error!("the event sink failed; events are no longer written");
                     }
+                }
+                _ = &mut stop => {
+                    let flushed = self.drain(ring.get_mut()).and_then(|()| {
+                        let summaries = self.aggregator.close_all();
+                        self.write_summaries(&summaries)
+                    });
+                    if let Err(e) = flushed {
+                        error!("writing the last flow events: {e}");
+                    }
+                    return;
                 }
             }
         }
+    }
+
+    fn write_summaries(&mut self, summaries: &[events::FlowRecord]) -> std::io::Result<()> {
+        for summary in summaries {
+            self.metrics.suppressed(summary.suppressed);
+            self.write(summary)?;
+        }
+        Ok(())
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> std::io::Result<()> {

@@ -77,9 +77,20 @@ impl Aggregator {
     /// Closes the windows older than the window length; returns one summary line for each
     /// that suppressed something (the last event seen, with the count).
     pub fn expire(&mut self, now: Instant) -> Vec<FlowRecord> {
+        let window = self.window;
+        self.close(|w| now.duration_since(w.opened) >= window)
+    }
+
+    /// Closes every window, as the daemon stops: the repeats counted so far are reported
+    /// rather than lost with the process.
+    pub fn close_all(&mut self) -> Vec<FlowRecord> {
+        self.close(|_| true)
+    }
+
+    fn close(&mut self, closes: impl Fn(&Window) -> bool) -> Vec<FlowRecord> {
         let mut summaries = Vec::new();
         self.open.retain(|_, w| {
-            if now.duration_since(w.opened) < self.window {
+            if !closes(w) {
                 return true;
             }
             if w.suppressed > 0 {
@@ -152,6 +163,31 @@ mod tests {
         // The window is closed: the next event is written again.
         let t1 = t0 + Duration::from_secs(11);
         assert!(agg.offer(record("10.0.0.1:1", "1.2.3.4:443"), t1).is_some());
+    }
+
+    #[test]
+    fn closing_all_reports_what_open_windows_counted() {
+        let mut agg = Aggregator::new(Duration::from_secs(600));
+        let t0 = Instant::now();
+        for port in 1..=3 {
+            let _ = agg.offer(record(&format!("10.0.0.1:{port}"), "1.2.3.4:443"), t0);
+        }
+        // A window that counted nothing has nothing to report.
+        let _ = agg.offer(record("10.0.0.1:1", "1.2.3.5:443"), t0);
+        assert!(agg.expire(t0 + Duration::from_secs(1)).is_empty());
+        let summaries = agg.close_all();
+        assert_eq!(summaries.len(), 1, "{summaries:?}");
+        assert_eq!(
+            (
+                summaries[0].dst.as_str(),
+                summaries[0].src.as_str(),
+                summaries[0].suppressed
+            ),
+            ("1.2.3.4:443", "10.0.0.1:3", 2)
+        );
+        // Every window is closed: the next event of either key is written at once.
+        assert!(agg.offer(record("10.0.0.1:4", "1.2.3.4:443"), t0).is_some());
+        assert!(agg.offer(record("10.0.0.1:2", "1.2.3.5:443"), t0).is_some());
     }
 
     #[test]
