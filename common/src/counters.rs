@@ -73,7 +73,9 @@ pub mod parse_failure {
     pub const TOO_MANY_IPV6_EXT_HEADERS: u32 = 7;
     pub const TRUNCATED_IPV6_EXT_HEADER: u32 = 8;
     pub const TRUNCATED_TRANSPORT: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// A TCP data offset below 5 words: the header would overlap what it calls payload.
+    pub const BAD_TCP_HEADER: u32 = 10;
+    pub const COUNT: u32 = 11;
     /// Prometheus label values, by index.
     pub const NAMES: [&str; COUNT as usize] = [
         "truncated_ethernet",
@@ -86,6 +88,7 @@ pub mod parse_failure {
         "too_many_ipv6_ext_headers",
         "truncated_ipv6_ext_header",
         "truncated_transport",
+        "bad_tcp_header",
     ];
 }
 

@@ -597,7 +597,12 @@ pub extern "C" fn vigie_decide(keep_evidence: u64) -> u64 {
         if rule_mode::monitors(returned, settings.mode) {
             entry.flags |= flags::MONITOR_MODE;
         }
-        if active_policy().generation == active.generation {
+        // Slot and generation both: they are two words, read apart, and the daemon's write
+        // of the pair is a copy the kernel does not promise to make in one store. A read
+        // during a swap may pair the old slot with the new generation; the read after the
+        // decision then differs in its slot, and the flow is decided again.
+        let again = active_policy();
+        if again.generation == active.generation && again.slot == active.slot {
             return 1;
         }
         bump(&STATS, stat::DECISION_RETRIED);

@@ -141,13 +141,15 @@ fn ipv6(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32>
         ip_end: layout.l3 as u32 + 40 + u32::from(be16(ip.payload_len)),
     };
     let mut next = ip.next_header;
+    // The walk stops at a fragment header that is not the first fragment: what follows it is
+    // data of the middle of the packet, not headers, whatever the next-header value says.
     for _ in 0..limits::MAX_IPV6_EXT_HEADERS {
-        if !is_extension(next) {
+        if !is_extension(next) || packet.later_fragment {
             break;
         }
         next = extension(cursor, next, &mut packet)?;
     }
-    if is_extension(next) {
+    if is_extension(next) && !packet.later_fragment {
         return Err(reason::TOO_MANY_IPV6_EXT_HEADERS);
     }
     packet.proto = next;
@@ -207,8 +209,13 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
             packet.seq = u32::from_be_bytes(rest.seq);
-            // Data offset in 32-bit words (at least 5).
+            // Data offset in 32-bit words, at least 5: below that the "payload" would start
+            // inside the header (and a segment the receiver discards could make the
+            // ClientHello reader give up on the flow before the real hello).
             let header = u32::from(rest.offset_flags[0] >> 4) * 4;
+            if header < 20 {
+                return Err(reason::BAD_TCP_HEADER);
+            }
             set_payload(packet, start + header, (cursor.end() - data) as u32);
         }
         IPPROTO_UDP => {

@@ -528,6 +528,67 @@ fn ipv6_later_fragment_is_classified_by_address_only() {
     }
 }
 
+/// IPv6 Destination Options.
+const IPPROTO_DSTOPTS: u8 = 60;
+
+#[test]
+fn ipv6_later_fragment_data_is_not_walked_as_headers() {
+    if !vigie_lab::privilege::privileged("ipv6_later_fragment_data_is_not_walked_as_headers") {
+        return;
+    }
+    // A later fragment whose header says a Destination Options header follows (it did, at the
+    // start of the packet): its data, `11 ff ...`, would read as a 2,048-byte one.
+    let fragment_header = 14 + 40;
+    let frame = Frame::udp6(FINANCE_HOST6, 5000, ZOOM_HOST6, 8801)
+        .ext_headers(&[Ext::Fragment {
+            offset: 181,
+            more: false,
+        }])
+        .payload(&[0; 100])
+        .patch(fragment_header, &[IPPROTO_DSTOPTS])
+        .patch(fragment_header + 8, &[0x11, 0xff])
+        .build();
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(run(&mut sandbox, hook, &frame), Outcome::Drop, "{hook:?}");
+        assert_no_parse_failure(&sandbox);
+        let (key, entry) = only_flow(&sandbox);
+        assert_eq!(
+            key,
+            flow_key6(FINANCE_HOST6, 0, ZOOM_HOST6, 0, IPPROTO_DSTOPTS),
+            "{hook:?}"
+        );
+        assert_eq!((entry.service, entry.rule), (ZOOM, 0), "{hook:?}");
+        assert_ne!(entry.flags & flags::FRAGMENT, 0, "{hook:?}: {entry:?}");
+    }
+}
+
+#[test]
+fn tcp_data_offset_below_five_words_is_unparsable() {
+    if !vigie_lab::privilege::privileged("tcp_data_offset_below_five_words_is_unparsable") {
+        return;
+    }
+    // The data offset is the high nibble of the TCP header's 13th byte.
+    let offset4 = 14 + 20 + 12;
+    let offset6 = 14 + 40 + 12;
+    let frames: Vec<Vec<u8>> = [0x00, 0x10, 0x40]
+        .into_iter()
+        .flat_map(|byte| {
+            [
+                Frame::tcp4(FINANCE_HOST, 40000, ZOOM_HOST, 443)
+                    .payload(b"hello")
+                    .patch(offset4, &[byte])
+                    .build(),
+                zoom_tcp6()
+                    .payload(b"hello")
+                    .patch(offset6, &[byte])
+                    .build(),
+            ]
+        })
+        .collect();
+    assert_all_unparsable(&frames, reason::BAD_TCP_HEADER);
+}
+
 #[test]
 fn non_ip_frames_always_pass() {
     if !vigie_lab::privilege::privileged("non_ip_frames_always_pass") {
