@@ -30,6 +30,12 @@ pub enum PinsError {
          first (enforcement stops until the next `vigie run`)"
     )]
     Partial { path: PathBuf, missing: String },
+    #[error(
+        "another `vigie run`{} manages {path}: stop it before starting another on the same pin \
+         directory (two daemons would each write the policy slots the other thinks it knows)",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Busy { path: PathBuf, pid: Option<u32> },
     #[error("mounting a BPF filesystem on {path}: {source}")]
     Mount {
         path: PathBuf,
@@ -90,6 +96,41 @@ pub fn link_path(pin_dir: &Path, iface: &str, direction: Direction) -> PathBuf {
     // be part of an interface name, so the substitution cannot make two interfaces collide.
     let iface = iface.replace('.', ":");
     pin_dir.join("links").join(format!("{iface}-{direction}"))
+}
+
+/// The claim of one daemon on a pin directory: an exclusive lock on a file beside the state
+/// file, held while this value lives (the kernel releases it when the process ends, however it
+/// ends, so a killed daemon never leaves a stale claim).
+#[derive(Debug)]
+pub struct DaemonLock {
+    _held: nix::fcntl::Flock<fs::File>,
+}
+
+/// Claims `pin_dir` for this daemon; refused while another daemon holds it.
+pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
+    let path = state_path(pin_dir).with_extension("lock");
+    let dir = path.parent().unwrap_or(Path::new("/run"));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(DaemonLock { _held: held }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(PinsError::Busy {
+            path: pin_dir.to_owned(),
+            pid: read_state(pin_dir)
+                .ok()
+                .flatten()
+                .and_then(|s| s.daemon_pid),
+        }),
+        Err((_, errno)) => Err(PinsError::Io {
+            path,
+            source: errno.into(),
+        }),
+    }
 }
 
 fn state_path(pin_dir: &Path) -> PathBuf {

@@ -62,7 +62,13 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     for warning in compilation.warnings_today() {
         warn!("{warning}");
     }
+    // Signals are taken from the start: a SIGHUP while the programs load (a reload just after
+    // a start) would otherwise end the process by default; a stop request is served as soon
+    // as the daemon is up.
+    let signals = Signals::new()?;
     let pin_dir = args.pins.pin_dir.clone();
+    // One daemon per pin directory, claimed before anything in the kernel is touched.
+    let _claim = pins::lock_daemon(&pin_dir)?;
     loader::prepare_pin_dir(&pin_dir)?;
     let failure = match args.on_failure {
         FailureAction::Allow => action::ALLOW,
@@ -70,6 +76,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
     // Maps pinned by an earlier daemon are adopted with what they hold; otherwise they are new.
     let fresh = !pins::maps_pinned(&pin_dir)?;
+    info!(pin_dir = %pin_dir.display(), "loading the datapath");
     let mut ebpf = loader::load(Some(&pin_dir), failure).context("loading the datapath")?;
     let mut state = pins::read_state(&pin_dir)?.unwrap_or_default();
     for iface in &args.ifaces {
@@ -133,7 +140,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         metrics: daemon.metrics.clone(),
     };
     let learning = tokio::spawn(reader.run(payloads));
-    let outcome = daemon.serve().await;
+    let outcome = daemon.serve(signals).await;
     stop_event_writer(stop_events, events).await;
     learning.abort();
     if let Some(server) = server {
@@ -210,10 +217,12 @@ impl Daemon {
 
     /// Waits for a stop signal; SIGHUP or a change in the policy directory recompiles and
     /// swaps the policy, keeping the running one when the files do not compile.
-    async fn serve(&mut self) -> Result<()> {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+    async fn serve(&mut self, signals: Signals) -> Result<()> {
+        let Signals {
+            mut interrupt,
+            mut terminate,
+            mut hangup,
+        } = signals;
         let mut watch = match &self.source {
             PolicySource::Dir(dir) => {
                 let watch = PolicyWatch::new(dir)?;
@@ -253,6 +262,23 @@ impl Daemon {
                 error!("reload refused, the running policy stays:\n{errors}");
             }
         }
+    }
+}
+
+/// The signals the daemon serves: stop (SIGINT, SIGTERM) and reload (SIGHUP).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }
 

@@ -180,6 +180,15 @@ impl<'t> Daemon<'t> {
     /// Starts the daemon again with the same options (after `kill` or `stop`), and waits until
     /// it is ready.
     pub fn launch(&mut self) -> anyhow::Result<()> {
+        self.launch_signalled(None)
+    }
+
+    /// `launch`, sending the new process `signal` while it starts: once its log says it is
+    /// loading the datapath (loading, attaching and the first policy still to come); then
+    /// waits until it is ready.
+    pub fn launch_signalled(&mut self, signal: Option<i32>) -> anyhow::Result<()> {
+        const LOADING: &str = "loading the datapath";
+        let loading_before = self.log().matches(LOADING).count();
         if let Some(p) = &self.process
             && p.try_wait()?.is_none()
         {
@@ -192,6 +201,42 @@ impl<'t> Daemon<'t> {
             .append(true)
             .open(self.log_path())
             .context("opening the daemon log")?;
+        let process = self.spawn_run(&events, Stdio::from(log))?;
+        if let Some(signal) = signal {
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while self.log().matches(LOADING).count() == loading_before {
+                if Instant::now() >= deadline || process.try_wait()?.is_some() {
+                    bail!("the daemon never said it was loading:\n{}", self.log_tail());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            process.signal(signal)?;
+        }
+        self.process = Some(process);
+        self.wait_ready(READY_TIMEOUT)
+    }
+
+    /// Starts another `vigie run` with this daemon's options and pin directory beside it (its
+    /// own event file), waits up to `timeout` for it to exit (killing it if it does not), and
+    /// returns its exit status (None if it was killed) and what it wrote on stderr.
+    pub fn run_another(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(Option<std::process::ExitStatus>, String)> {
+        let events = self.files.path().join("events-another.jsonl");
+        let log_path = self.files.path().join("another.log");
+        let log = File::create(&log_path).context("creating the second daemon's log")?;
+        let process = self.spawn_run(&events, Stdio::from(log))?;
+        let status = process.wait_timeout(timeout)?;
+        if status.is_none() {
+            process.kill()?;
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        Ok((status, log))
+    }
+
+    /// Spawns `vigie run` in the gateway namespace with this daemon's options.
+    fn spawn_run(&self, events: &Path, stderr: Stdio) -> anyhow::Result<Process> {
         let pin_dir = self.pin_dir.path().to_string_lossy().into_owned();
         let events = events.to_string_lossy().into_owned();
         let mut args = vec!["run", "--iface", self.options.hook.iface(), "--hook"];
@@ -211,15 +256,8 @@ impl<'t> Daemon<'t> {
             args.extend(["--policy", policy]);
         }
         args.extend(self.options.args.iter().map(String::as_str));
-        let process = self.topo.spawn(
-            self.topo.gw(),
-            &self.bin,
-            &args,
-            Stdio::null(),
-            Stdio::from(log),
-        )?;
-        self.process = Some(process);
-        self.wait_ready(READY_TIMEOUT)
+        self.topo
+            .spawn(self.topo.gw(), &self.bin, &args, Stdio::null(), stderr)
     }
 
     /// Polls `vigie status` until a policy is in force (generation >= 1) and, where the status

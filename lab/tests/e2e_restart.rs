@@ -147,3 +147,77 @@ fn tc_egress_restart_keeps_enforcement() {
     }
     restart_keeps_enforcement(Hook::TcEgress);
 }
+
+/// One daemon per pin directory: a second `vigie run` on the same pins is refused before it
+/// touches the kernel, naming the daemon in charge, and the first one's policy stays in force.
+#[test]
+fn a_second_daemon_on_the_same_pins_is_refused() {
+    if !vigie_lab::privilege::privileged("a_second_daemon_on_the_same_pins_is_refused") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
+    let before = daemon.status().unwrap();
+    let pid = daemon.process().unwrap().pid();
+
+    let (status, log) = daemon
+        .run_another(std::time::Duration::from_secs(20))
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("the second daemon kept running:\n{log}"));
+    assert!(!status.success(), "the second daemon succeeded:\n{log}");
+    assert!(
+        log.contains("another `vigie run`") && log.contains(&format!("pid {pid}")),
+        "{log}"
+    );
+    assert!(!log.contains("loading the datapath"), "it went on:\n{log}");
+
+    let after = daemon.status().unwrap();
+    assert_eq!(
+        after.generation, before.generation,
+        "the policy was swapped"
+    );
+    assert!(
+        daemon.process().unwrap().try_wait().unwrap().is_none(),
+        "the first daemon stopped"
+    );
+    let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp], BLOCK_TIMEOUT));
+    assert!(peer::unexpected(&results, false).is_empty(), "{results:?}");
+}
+
+/// A SIGHUP while the daemon loads (a reload asked for just after a start) does not end it: it
+/// starts, and reloads.
+#[test]
+fn a_sighup_while_starting_does_not_end_the_daemon() {
+    if !vigie_lab::privilege::privileged("a_sighup_while_starting_does_not_end_the_daemon") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let mut daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
+    daemon.stop().unwrap();
+    daemon
+        .launch_signalled(Some(libc::SIGHUP))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The reload is served once the daemon is up: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !daemon.log().contains("reloading the policy after SIGHUP")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = daemon.log();
+    assert!(log.contains("reloading the policy after SIGHUP"), "{log}");
+    let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp], BLOCK_TIMEOUT));
+    assert!(peer::unexpected(&results, false).is_empty(), "{results:?}");
+    assert!(
+        daemon.process().unwrap().try_wait().unwrap().is_none(),
+        "the daemon ended:\n{log}"
+    );
+}
