@@ -202,3 +202,35 @@ fn a_policy_without_countries_never_reads_the_database() {
     );
     assert_eq!(compilation.policy.destinations_v4.len(), 1);
 }
+
+#[test]
+fn a_country_block_over_a_sovereign_service_address_warns() {
+    let visio = (
+        PathBuf::from("catalog/visio.toml"),
+        "id = \"visio\"\nname = \"Visio\"\noperator = \"DINUM\"\njurisdiction = \"FR\"\n\
+         category = \"conferencing\"\nsovereign = true\nprefixes = [\"193.51.24.0/24\"]\n\
+         [source]\nvendor = \"test\"\nretrieved = 2024-06-01\n[[ports]]\nproto = \"udp\"\nrange = \"3478\"\n"
+            .to_owned(),
+    );
+    let warnings = |country: &str| {
+        let mut files = files(
+            &setting(),
+            &format!("[[rule]]\nname = \"r\"\ncountries = [\"{country}\"]\naction = \"block\"\n"),
+        );
+        files.push(visio.clone());
+        let compilation = compile(&files);
+        compilation
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Visio's prefix is in France by the database: its flows carry the rule's class.
+    assert_eq!(
+        warnings("FR"),
+        [
+            "policy.toml:7:8: rule `r` blocks sovereign service `visio` (udp 3478 from every source) without naming it: only a rule that names `visio` in `services` should block it; to keep it, allow it by name in an earlier rule"
+        ]
+    );
+    assert_eq!(warnings("CN"), Vec::<String>::new());
+}

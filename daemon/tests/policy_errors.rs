@@ -118,6 +118,20 @@ fn bad_cidr_and_host_bits_and_shared_source_prefix() {
 }
 
 #[test]
+fn ipv4_mapped_prefixes_are_refused_with_their_ipv4_form() {
+    let mut files =
+        files("[groups.diplomacy]\nprefixes = [\"fd00:2::/48\", \"::ffff:10.2.0.0/112\"]\n");
+    files[1] = service("beta", "prefixes = [\"::ffff:198.51.100.0/120\"]");
+    assert_eq!(
+        errors_of(&files),
+        [
+            "catalog/beta.toml:6:13: prefix `::ffff:198.51.100.0/120` is IPv4-mapped IPv6, which no packet is matched against (IPv4 packets are looked up as IPv4): write `198.51.100.0/24`",
+            "policy.toml:6:28: prefix `::ffff:10.2.0.0/112` is IPv4-mapped IPv6, which no packet is matched against (IPv4 packets are looked up as IPv4): write `10.2.0.0/16`",
+        ]
+    );
+}
+
+#[test]
 fn catalog_prefix_with_host_bits_names_the_prefix() {
     let mut files = files("");
     files[1] = service(
@@ -207,6 +221,23 @@ fn empty_lists_and_contradictions() {
 }
 
 #[test]
+fn unknown_false_is_refused() {
+    // It reads as "recognised flows only", but would match any destination.
+    let got = errors(
+        "[[rule]]\nname = \"r\"\nunknown = false\nproto = \"udp\"\naction = \"block\"\n\
+         [[rule]]\nname = \"s\"\nunknown = false\nservices = [\"zom\"]\naction = \"block\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "policy.toml:7:11: unknown = false means nothing: only unknown = true (flows whose service was not recognised) does; remove the key to match any destination",
+            "policy.toml:12:11: unknown = false means nothing: only unknown = true (flows whose service was not recognised) does; remove the key to match any destination",
+            "policy.toml:13:13: unknown service `zom`: no catalog/zom.toml",
+        ]
+    );
+}
+
+#[test]
 fn unknown_keys_are_refused() {
     let got = errors("[[rule]]\nname = \"r\"\nservice = [\"alpha\"]\naction = \"block\"\n");
     assert_eq!(got.len(), 1);
@@ -260,8 +291,19 @@ fn sections() {
         got,
         [
             "policy.toml:1:1: missing [settings]: mode, default and unparsed are required",
-            "policy.toml:1:2: unknown key `rules`, expected one of `settings`, `groups`, `rule`",
+            "policy.toml:1:2: unknown key `rules`, expected one of `settings`, `country_sets`, `groups`, `rule`",
             "policy.toml:3:1: `rule` must be an array of tables: write [[rule]]",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_section_lists_country_sets_among_the_valid_ones() {
+    let got = errors("[country-sets]\nallies = [\"eu\"]\n");
+    assert_eq!(
+        got,
+        [
+            "policy.toml:5:2: unknown key `country-sets`, expected one of `settings`, `country_sets`, `groups`, `rule`"
         ]
     );
 }
@@ -330,6 +372,20 @@ fn too_many_rules() {
     assert_eq!(
         errors(&rules),
         ["policy.toml:197:1: too many rules: the kernel holds at most 64"]
+    );
+}
+
+#[test]
+fn too_many_rules_with_countries_is_an_error_not_a_crash() {
+    // Each rule with countries takes the class bit of its index: there is none for the 65th.
+    let rules = (0..66)
+        .map(|i| format!("[[rule]]\nname = \"r{i}\"\ncountries = [\"CN\"]\naction = \"block\"\n"))
+        .collect::<Vec<_>>()
+        .concat();
+    // Rule 65 starts on line 4 + 64 * 4 + 1.
+    assert_eq!(
+        errors(&rules),
+        ["policy.toml:261:1: too many rules: the kernel holds at most 64"]
     );
 }
 
@@ -497,6 +553,28 @@ fn signal_ports_that_cannot_tell_a_service() {
         [
             "catalog/gamma.toml:13:10: port 443 cannot be a signal: many services use it, the sovereign ones too",
             "catalog/gamma.toml:17:10: a signal range holds 10000 ports; at most 1024 (each is a kernel entry)",
+        ]
+    );
+}
+
+#[test]
+fn a_signal_on_the_ports_of_a_sovereign_service_is_refused() {
+    let mut all = files("");
+    all.push(service(
+        "visio",
+        "sovereign = true\n[[ports]]\nproto = \"udp\"\nrange = \"50000-60000\"",
+    ));
+    let (path, mut text) = service("gamma", "");
+    text.push_str(
+        "[[ports]]\nproto = \"udp\"\nrange = \"59990-60010\"\nsignal = true\n\
+         [[ports]]\nproto = \"tcp\"\nrange = \"59990-60010\"\nsignal = true\n",
+    );
+    all.push((path, text));
+    // Only UDP overlaps: TCP 59990-60010 is no port of Visio's.
+    assert_eq!(
+        errors_of(&all),
+        [
+            "catalog/gamma.toml:13:10: udp 59990-60010 cannot be a signal: sovereign service `visio` uses udp 50000-60000 (catalog/visio.toml:1:6), and its flows would be taken for this service"
         ]
     );
 }

@@ -123,6 +123,140 @@ fn port_rules_that_cannot_hit_a_sovereign_service_do_not_warn() {
 }
 
 #[test]
+fn a_block_by_category_jurisdiction_or_protocol_warns_about_visio() {
+    // Lines 5-9 hold the rule; its name is at 6:8.
+    let name = "policy.toml:6:8";
+    let cases = [
+        (
+            "categories = [\"conferencing\"]",
+            "udp 3478 from every source",
+        ),
+        ("jurisdictions = [\"FR\"]", "udp 3478 from every source"),
+        ("jurisdictions = [\"eu\"]", "udp 3478 from every source"),
+        ("proto = \"udp\"", "udp 3478 from every source"),
+    ];
+    for (selection, flows) in cases {
+        for action in ["block", "reject"] {
+            let got = warnings(&files(&format!(
+                "[[rule]]\nname = \"r\"\n{selection}\naction = \"{action}\"\n"
+            )));
+            assert_eq!(
+                got,
+                [format!(
+                    "{name}: rule `r` blocks sovereign service `visio` ({flows}) without naming it: only a rule that names `visio` in `services` should block it; to keep it, allow it by name in an earlier rule"
+                )],
+                "{selection} {action}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sovereign_service_known_by_its_domains_is_tried_on_443() {
+    let mut files = files(
+        "[groups.finance]\nprefixes = [\"10.1.0.0/16\"]\n\
+         [groups.research]\nprefixes = [\"10.3.0.0/16\"]\n\
+         [[rule]]\nname = \"finance-no-tcp\"\ngroups = [\"finance\"]\nproto = \"tcp\"\naction = \"reject\"\n",
+    );
+    files[0].1 = files[0].1.replace(
+        "sovereign = true\n",
+        "sovereign = true\ndomains = [\"visio.example.fr\"]\n",
+    );
+    assert_eq!(
+        warnings(&files),
+        [
+            "policy.toml:10:8: rule `finance-no-tcp` blocks sovereign service `visio` (tcp 443 from group `finance`) without naming it: only a rule that names `visio` in `services` should block it; to keep it, allow it by name in an earlier rule"
+        ]
+    );
+}
+
+#[test]
+fn a_blocking_default_warns_about_sovereign_services_no_rule_decides() {
+    let with_default = |policy: &str| {
+        let mut files = files(policy);
+        files[2].1 = files[2]
+            .1
+            .replace("default = \"allow\"", "default = \"block\"");
+        warnings(&files)
+    };
+    // A block of part of the ports leaves the rest to the default.
+    assert_eq!(
+        with_default(
+            "[groups.finance]\nprefixes = [\"10.1.0.0/16\"]\n\
+             [[rule]]\nname = \"allow-zoom\"\nservices = [\"zoom\"]\naction = \"allow\"\n\
+             [[rule]]\nname = \"finance-visio\"\nservices = [\"visio\"]\ngroups = [\"finance\"]\naction = \"allow\"\n"
+        ),
+        [
+            "policy.toml:3:11: the default action blocks sovereign service `visio` (udp 3478 from sources in no group), which no rule decides: name `visio` in the `services` of a rule to decide for it (allow to keep it)"
+        ]
+    );
+    // A rule that names Visio decides for it, whatever it does.
+    for action in ["allow", "block"] {
+        let policy =
+            format!("[[rule]]\nname = \"visio\"\nservices = [\"visio\"]\naction = \"{action}\"\n");
+        assert_eq!(with_default(&policy), Vec::<String>::new(), "{action}");
+    }
+}
+
+#[test]
+fn only_the_ports_that_are_blocked_are_named() {
+    let mut files = files(
+        "[[rule]]\nname = \"r\"\njurisdictions = [\"FR\"]\nproto = \"udp\"\nports = \"55000-56000\"\naction = \"block\"\n\
+         [[rule]]\nname = \"s\"\nproto = \"udp\"\nports = \"1-3478\"\naction = \"allow\"\n",
+    );
+    files[0].1 = files[0].1.replace(
+        "range = \"3478\"",
+        "range = \"3478\"\n[[ports]]\nproto = \"udp\"\nrange = \"50000-60000\"",
+    );
+    files[2].1 = files[2]
+        .1
+        .replace("default = \"allow\"", "default = \"reject\"");
+    assert_eq!(
+        warnings(&files),
+        [
+            "policy.toml:3:11: the default action blocks sovereign service `visio` (udp 50000-54999, udp 56001-60000 from every source), which no rule decides: name `visio` in the `services` of a rule to decide for it (allow to keep it)",
+            "policy.toml:6:8: rule `r` blocks sovereign service `visio` (udp 55000-56000 from every source) without naming it: only a rule that names `visio` in `services` should block it; to keep it, allow it by name in an earlier rule",
+        ]
+    );
+}
+
+#[test]
+fn rules_that_name_the_sovereign_service_or_do_not_reach_it_do_not_warn() {
+    let cases = [
+        // Named with the others: meant.
+        "[[rule]]\nname = \"r\"\nservices = [\"visio\", \"zoom\"]\naction = \"block\"\n",
+        // Kept first.
+        "[[rule]]\nname = \"keep\"\nservices = [\"visio\"]\naction = \"allow\"\n\
+         [[rule]]\nname = \"r\"\ncategories = [\"conferencing\"]\naction = \"block\"\n",
+        // Another protocol than Visio's.
+        "[[rule]]\nname = \"r\"\njurisdictions = [\"FR\"]\nproto = \"tcp\"\naction = \"block\"\n",
+        // Unrecognised flows only.
+        "[[rule]]\nname = \"r\"\nunknown = true\naction = \"block\"\n",
+        // Only watches.
+        "[[rule]]\nname = \"r\"\ncategories = [\"conferencing\"]\naction = \"monitor\"\n",
+    ];
+    for case in cases {
+        assert_eq!(warnings(&files(case)), Vec::<String>::new(), "{case}");
+    }
+}
+
+#[test]
+fn a_group_both_named_and_excepted() {
+    let got = warnings(&files(
+        "[groups.finance]\nprefixes = [\"10.1.0.0/16\"]\n\
+         [groups.research]\nprefixes = [\"10.3.0.0/16\"]\n\
+         [[rule]]\nname = \"r\"\nservices = [\"zoom\"]\ngroups = [\"finance\", \"research\"]\n\
+         except_groups = [\"research\"]\naction = \"block\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:13:18: group `research` is also in `groups`: the exception wins, so the rule never matches its sources"
+        ]
+    );
+}
+
+#[test]
 fn other_warnings() {
     let got = warnings(&files(
         "[groups.empty]\nprefixes = []\n[[rule]]\nname = \"r\"\njurisdictions = [\"CN\"]\naction = \"block\"\n",

@@ -132,6 +132,12 @@ fn prefix(text: &str) -> Result<IpNet, String> {
     if net.trunc() != net {
         return Err(format!("host bits set: the network is {}", net.trunc()));
     }
+    // Refused here too, with the list's line, rather than by the compiler after the rewrite.
+    if let Some(ipv4) = policy::syntax::ipv4_mapped(net) {
+        return Err(format!(
+            "IPv4-mapped IPv6, which no packet is matched against: write {ipv4}"
+        ));
+    }
     Ok(net)
 }
 
@@ -336,6 +342,18 @@ retrieved = 2024-06-01
         );
         let err = parse_cidr(Path::new("z.txt"), "zoom.us\n").unwrap_err();
         assert!(err.to_string().starts_with("z.txt:1: `zoom.us`"), "{err}");
+    }
+
+    #[test]
+    fn cidr_lists_refuse_ipv4_mapped_prefixes_with_their_line() {
+        let err = parse_cidr(Path::new("z.txt"), "3.7.35.0/25\n::ffff:3.7.36.0/120\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "z.txt:2: `::ffff:3.7.36.0/120` is not an address prefix (IPv4-mapped IPv6, which no \
+             packet is matched against: write 3.7.36.0/24)"
+        );
+        let err = parse_cidr(Path::new("z.txt"), "::ffff:3.7.36.1\n").unwrap_err();
+        assert!(err.to_string().ends_with("write 3.7.36.1/32)"), "{err}");
     }
 
     #[test]

@@ -111,9 +111,10 @@ impl Catalog {
 pub(crate) fn parse(files: &[SourceText<'_>], report: &mut Report) -> Catalog {
     let mut by_id: BTreeMap<String, Service> = BTreeMap::new();
     let mut broken = BTreeSet::new();
+    let mut signals = Vec::new();
     for src in files {
         let stem = stem(&src.name);
-        let Some(service) = parse_file(src, stem, report) else {
+        let Some((service, places)) = parse_file(src, stem, report) else {
             broken.insert(stem.to_owned());
             continue;
         };
@@ -124,12 +125,53 @@ pub(crate) fn parse(files: &[SourceText<'_>], report: &mut Report) -> Catalog {
             };
             report.error(&service.place, problem);
         } else {
+            signals.extend(places.into_iter().map(|(ports, place)| Signal {
+                service: service.id.clone(),
+                ports,
+                place,
+            }));
             by_id.insert(service.id.clone(), service);
         }
     }
     let services: Vec<Service> = by_id.into_values().collect();
     check_capacity(&services, report);
+    check_signals(&services, &signals, report);
     Catalog { services, broken }
+}
+
+/// A port entry marked `signal = true`, with where the mark is written.
+struct Signal {
+    service: String,
+    ports: ServicePorts,
+    place: Place,
+}
+
+/// A signal tags a flow that nothing stronger explains with its service: on the ports of a
+/// sovereign service it would tag that service's own flows (its media, when its addresses are
+/// not listed) as the other one, and a policy that blocks the other would block it.
+fn check_signals(services: &[Service], signals: &[Signal], report: &mut Report) {
+    for signal in signals {
+        let (proto, range) = (signal.ports.proto, signal.ports.range);
+        for sovereign in services
+            .iter()
+            .filter(|s| s.sovereign && s.id != signal.service)
+        {
+            let hit = sovereign
+                .ports
+                .iter()
+                .find(|p| p.proto == proto && p.range.overlaps(range));
+            if let Some(hit) = hit {
+                let problem = Problem::SovereignSignal {
+                    proto: proto.name(),
+                    ports: range.to_string(),
+                    service: sovereign.id.clone(),
+                    service_ports: hit.range.to_string(),
+                    place: sovereign.place.clone(),
+                };
+                report.error(&signal.place, problem);
+            }
+        }
+    }
 }
 
 fn stem(name: &str) -> &str {
@@ -151,8 +193,13 @@ fn check_capacity(services: &[Service], report: &mut Report) {
     }
 }
 
-/// The service, or `None` when the file has errors (all of them reported).
-fn parse_file(src: &SourceText<'_>, stem: &str, report: &mut Report) -> Option<Service> {
+/// The service and its signal port entries with their places, or `None` when the file has
+/// errors (all of them reported).
+fn parse_file(
+    src: &SourceText<'_>,
+    stem: &str,
+    report: &mut Report,
+) -> Option<(Service, Vec<(ServicePorts, Place)>)> {
     let file: ServiceFile = src.parse(report)?;
     let errors_before = report.error_count();
     let service = validate(file, src, stem, report);
@@ -164,23 +211,27 @@ fn validate(
     src: &SourceText<'_>,
     stem: &str,
     report: &mut Report,
-) -> Option<Service> {
+) -> Option<(Service, Vec<(ServicePorts, Place)>)> {
     check_identity(&file, src, stem, report);
     let domains = valid(&file.domains, src, report, |d| {
         syntax::domain(d).map(|()| d.to_owned())
     });
     let domains = domains.into_iter().map(|(domain, _)| domain).collect();
     let prefixes = valid(&file.prefixes, src, report, syntax::prefix);
-    let ports = file
+    let ports: Vec<(ServicePorts, Option<Place>)> = file
         .ports
         .iter()
         .filter_map(|p| ports(p, src, report))
+        .collect();
+    let signals = ports
+        .iter()
+        .filter_map(|(p, place)| Some((*p, place.clone()?)))
         .collect();
     let retrieved = report.take(
         &src.at(&file.source.retrieved),
         syntax::date(file.source.retrieved.as_ref()),
     )?;
-    Some(Service {
+    let service = Service {
         place: src.at(&file.id),
         id: file.id.into_inner(),
         name: file.name.into_inner(),
@@ -195,9 +246,10 @@ fn validate(
             vendor: file.source.vendor.into_inner(),
             retrieved,
         },
-        ports,
+        ports: ports.into_iter().map(|(p, _)| p).collect(),
         prefixes,
-    })
+    };
+    Some((service, signals))
 }
 
 /// Each value that passes `check`, with its place; the others are reported.
@@ -248,7 +300,12 @@ fn check_identity(file: &ServiceFile, src: &SourceText<'_>, stem: &str, report: 
     );
 }
 
-fn ports(table: &PortsTable, src: &SourceText<'_>, report: &mut Report) -> Option<ServicePorts> {
+/// The entry, and where its `signal = true` is written when it is a signal.
+fn ports(
+    table: &PortsTable,
+    src: &SourceText<'_>,
+    report: &mut Report,
+) -> Option<(ServicePorts, Option<Place>)> {
     let proto = report.take(
         &src.at(&table.proto),
         syntax::proto(table.proto.as_ref(), false),
@@ -260,16 +317,18 @@ fn ports(table: &PortsTable, src: &SourceText<'_>, report: &mut Report) -> Optio
     let (proto, range) = (proto?, range?);
     let signal = match &table.signal {
         Some(flag) if *flag.as_ref() => {
-            report.take(&src.at(flag), signal_ports(proto, range))?;
-            true
+            let place = src.at(flag);
+            report.take(&place, signal_ports(proto, range))?;
+            Some(place)
         }
-        _ => false,
+        _ => None,
     };
-    Some(ServicePorts {
+    let ports = ServicePorts {
         proto,
         range,
-        signal,
-    })
+        signal: signal.is_some(),
+    };
+    Some((ports, signal))
 }
 
 /// Ports many services share (DNS, HTTP, TLS, STUN/TURN, which the sovereign services use

@@ -21,6 +21,7 @@ mod selection;
 mod settings;
 mod shadow;
 mod sources;
+mod sovereign;
 pub(crate) mod syntax;
 
 use std::{
@@ -36,7 +37,7 @@ use vigie_common::policy::Settings;
 
 use crate::{
     catalog::{self, Catalog},
-    compiled::{CompiledPolicy, LearningSettings, RuleInfo, ServiceInfo},
+    compiled::{CompiledPolicy, LearningSettings, ServiceInfo},
     geoip::GeoIp,
 };
 use destinations::Destinations;
@@ -154,10 +155,12 @@ fn compile(
             return Err(report.into_errors());
         }
     };
+    // Last: a sovereign service's destinations carry their classes only now.
+    sovereign::warn(&body.decisions(), &catalog, &destinations, &mut report);
     let geoip = body
         .geoip
         .as_ref()
-        .filter(|_| !body.rule_countries.is_empty())
+        .filter(|_| !body.rules.countries.is_empty())
         .map(|(path, _)| root.join(path));
     let stale_after_days = body.stale_after_days;
     let events_geoip = geoip.clone().or_else(|| {
@@ -201,13 +204,13 @@ fn with_countries(
     let Some((path, place)) = body
         .geoip
         .as_ref()
-        .filter(|_| !body.rule_countries.is_empty())
+        .filter(|_| !body.rules.countries.is_empty())
     else {
         return Ok((destinations, CountryEntries::default()));
     };
     let failed = |e: crate::geoip::GeoIpError| (place.clone(), Problem::GeoIp(e.to_string()));
     let geoip = GeoIp::open(&root.join(path)).map_err(failed)?;
-    countries::overlay(destinations, &body.rule_countries, &geoip).map_err(failed)
+    countries::overlay(destinations, &body.rules.countries, &geoip).map_err(failed)
 }
 
 fn assemble(
@@ -218,8 +221,8 @@ fn assemble(
 ) -> CompiledPolicy {
     CompiledPolicy {
         settings: body.settings,
-        rules: body.rules,
-        rule_info: body.rule_info,
+        rules: body.rules.rows,
+        rule_info: body.rules.info,
         services: service_table(catalog),
         groups: body.groups.names,
         destinations_v4: destinations.v4,
@@ -334,16 +337,31 @@ fn by_name<'a>(
 /// What `policy.toml` compiles into.
 struct Body {
     settings: Settings,
+    /// Where the default action is written.
+    default_place: Place,
     groups: Groups,
-    rules: Vec<vigie_common::policy::Rule>,
-    rule_info: Vec<RuleInfo>,
-    rule_countries: countries::RuleCountries,
+    rules: rules::Compiled,
     /// The GeoIP database (relative to the policy directory) and where it is asked for.
     geoip: Option<(String, Place)>,
     /// The ASN database and where it is named.
     asn_db: Option<(String, Place)>,
     stale_after_days: u32,
     learning: LearningSettings,
+}
+
+impl Body {
+    fn decisions(&self) -> sovereign::Decisions<'_> {
+        sovereign::Decisions {
+            rules: &self.rules.rows,
+            names: &self.rules.info,
+            places: &self.rules.places,
+            named: &self.rules.named,
+            port_warned: &self.rules.port_warned,
+            groups: &self.groups.names,
+            default_action: self.settings.default_action,
+            default_place: &self.default_place,
+        }
+    }
 }
 
 /// The database `countries` use when `[settings] geoip` does not name one: the one vigie ships.
@@ -364,8 +382,14 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         sets: &sets,
         src,
     };
-    let (rules, rule_info, rule_countries) = rules::compile(&file.rules, &cx, report);
-    settings.rule_count = rules.len() as u32;
+    let rules = rules::compile(&file.rules, &cx, report);
+    settings.rule_count = rules.rows.len() as u32;
+    // `default` is required: without it the settings do not read and the policy is refused,
+    // so the start of the file is only a fallback.
+    let default_place = file
+        .settings
+        .as_ref()
+        .map_or_else(|| src.place(0..0), |s| src.at(&s.default));
     // Where a GeoIP problem is reported: the setting that names the database, else the first
     // rule that needs one.
     let configured = file
@@ -398,10 +422,9 @@ fn compile_policy(src: &SourceText<'_>, catalog: &Catalog, report: &mut Report) 
         .unwrap_or_default();
     Some(Body {
         settings,
+        default_place,
         groups,
         rules,
-        rule_info,
-        rule_countries,
         geoip,
         asn_db,
         stale_after_days,

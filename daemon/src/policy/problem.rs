@@ -15,7 +15,7 @@ pub(crate) enum Problem {
     DuplicateFile(String),
     #[error("not part of a policy directory (policy.toml, catalog/*.toml): ignored")]
     IgnoredFile,
-    #[error("unknown key `{0}`, expected one of `settings`, `groups`, `rule`")]
+    #[error("unknown key `{0}`, expected one of `settings`, `country_sets`, `groups`, `rule`")]
     UnknownSection(String),
     #[error("missing [settings]: mode, default and unparsed are required")]
     MissingSettings,
@@ -53,6 +53,11 @@ pub(crate) enum Problem {
     BadPrefix(String),
     #[error("prefix `{value}` has host bits set: did you mean `{network}`?")]
     HostBits { value: String, network: String },
+    #[error(
+        "prefix `{value}` is IPv4-mapped IPv6, which no packet is matched against (IPv4 packets are \
+         looked up as IPv4): write `{ipv4}`"
+    )]
+    MappedPrefix { value: String, ipv4: String },
     #[error("protocol `{value}` must be one of {allowed}")]
     BadProto {
         value: String,
@@ -77,6 +82,17 @@ pub(crate) enum Problem {
     SharedSignalPort(u16),
     #[error("a signal range holds {ports} ports; at most {max} (each is a kernel entry)")]
     SignalRangeTooLarge { ports: u32, max: u32 },
+    #[error(
+        "{proto} {ports} cannot be a signal: sovereign service `{service}` uses {proto} {service_ports} \
+         ({place}), and its flows would be taken for this service"
+    )]
+    SovereignSignal {
+        proto: &'static str,
+        ports: String,
+        service: String,
+        service_ports: String,
+        place: Place,
+    },
     #[error("dns_min_ttl ({min} s) is above dns_max_ttl ({max} s)")]
     DnsTtlOrder { min: u32, max: u32 },
     #[error("dns_max_ttl must be at least 1 s")]
@@ -115,6 +131,11 @@ pub(crate) enum Problem {
         "unknown = true matches flows whose service was not recognised: it cannot be combined with services, categories or jurisdictions"
     )]
     UnknownWithServices,
+    #[error(
+        "unknown = false means nothing: only unknown = true (flows whose service was not recognised) \
+         does; remove the key to match any destination"
+    )]
+    UnknownFalse,
 
     #[error("`{0}` is a built-in country set (eu, eea) or starts with `non-`: choose another name")]
     ReservedCountrySet(String),
@@ -161,4 +182,23 @@ pub(crate) enum Problem {
         service: String,
         service_ports: String,
     },
+    #[error(
+        "group `{0}` is also in `groups`: the exception wins, so the rule never matches its sources"
+    )]
+    GroupExcepted(String),
+    #[error(
+        "rule `{rule}` blocks sovereign service `{service}` ({flows}) without naming it: only a rule \
+         that names `{service}` in `services` should block it; to keep it, allow it by name in an \
+         earlier rule"
+    )]
+    SovereignBlocked {
+        rule: String,
+        service: String,
+        flows: String,
+    },
+    #[error(
+        "the default action blocks sovereign service `{service}` ({flows}), which no rule decides: \
+         name `{service}` in the `services` of a rule to decide for it (allow to keep it)"
+    )]
+    SovereignDefault { service: String, flows: String },
 }

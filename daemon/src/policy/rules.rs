@@ -28,16 +28,32 @@ pub(super) struct Context<'a, 'b> {
     pub src: &'a SourceText<'b>,
 }
 
+/// The kernel's rule rows, and what the analyses after compilation need to know of each rule
+/// (all indexed like the rows).
+pub(super) struct Compiled {
+    pub rows: Vec<Rule>,
+    pub info: Vec<RuleInfo>,
+    pub countries: RuleCountries,
+    /// Where each rule's name is written.
+    pub places: Vec<Place>,
+    /// The kernel ids each rule names in `services`: a rule that blocks one of them means to.
+    pub named: Vec<BTreeSet<u32>>,
+    /// The (rule, sovereign service) pairs that the port-only check already warns about.
+    pub port_warned: BTreeSet<(usize, u32)>,
+}
+
 /// The rules in order; a rule that did not read leaves no row (its errors refuse the policy).
 pub(super) fn compile(
     tables: &[Spanned<Option<RuleTable>>],
     cx: &Context<'_, '_>,
     report: &mut Report,
-) -> (Vec<Rule>, Vec<RuleInfo>, RuleCountries) {
+) -> Compiled {
     let mut first_use = HashMap::new();
     let mut rules = Vec::with_capacity(tables.len());
     let mut info = Vec::with_capacity(tables.len());
     let mut places = Vec::with_capacity(tables.len());
+    let mut named = Vec::with_capacity(tables.len());
+    let mut port_warned = BTreeSet::new();
     let mut countries = RuleCountries::new();
     for (index, table) in tables.iter().enumerate() {
         if index == limits::MAX_RULES as usize {
@@ -51,14 +67,17 @@ pub(super) fn compile(
         }
         let Some(rule) = table.as_ref() else { continue };
         check_name(&rule.name, &mut first_use, cx.src, report);
-        let (mut row, sets) = compile_rule(rule, cx, report);
-        if let Some(sets) = sets {
-            // The rule's own class bit: at most 64 rules, so the index always fits.
-            let bit = rules.len() as u32;
-            row.classes = 1 << bit;
+        let (mut row, sets, sovereign_ports) = compile_rule(rule, cx, report);
+        // The rule's own class bit. Past the 64th rule there is none, but that rule is already
+        // an error (too many rules): it only needs to compile far enough to show its own errors.
+        let bit = rules.len() as u32;
+        if let (Some(sets), Some(class)) = (sets, 1u64.checked_shl(bit)) {
+            row.classes = class;
             row.conditions |= condition::CLASSES;
             countries.push((bit, sets));
         }
+        port_warned.extend(sovereign_ports.into_iter().map(|id| (rules.len(), id)));
+        named.push(named_services(rule, cx.catalog));
         rules.push(row);
         let place = cx.src.at(&rule.name);
         info.push(RuleInfo {
@@ -74,7 +93,23 @@ pub(super) fn compile(
     if !report.has_errors() {
         warn_shadowed(&rules, &info, &places, &countries, cx, report);
     }
-    (rules, info, countries)
+    Compiled {
+        rows: rules,
+        info,
+        countries,
+        places,
+        named,
+        port_warned,
+    }
+}
+
+/// The kernel ids of the services that `services` names (unknown names are errors elsewhere).
+fn named_services(rule: &RuleTable, catalog: &Catalog) -> BTreeSet<u32> {
+    rule.services
+        .iter()
+        .flat_map(Spanned::get_ref)
+        .filter_map(|name| catalog.kernel_id(name.as_ref()))
+        .collect()
 }
 
 fn warn_shadowed(
@@ -133,12 +168,13 @@ fn check_name(
     }
 }
 
-/// The rule's row, and the countries it names (`None` when it names none).
+/// The rule's row, the countries it names (`None` when it names none), and the sovereign
+/// services that its ports alone were found to block.
 fn compile_rule(
     rule: &RuleTable,
     cx: &Context<'_, '_>,
     report: &mut Report,
-) -> (Rule, Option<Vec<super::countries::CountrySet>>) {
+) -> (Rule, Option<Vec<super::countries::CountrySet>>, Vec<u32>) {
     let errors_before = report.error_count();
     let selection = selection::select(rule, cx.catalog, cx.sets, cx.src, report);
     let countries = rule.countries.as_ref().map(|list| {
@@ -159,14 +195,16 @@ fn compile_rule(
         .mode
         .as_ref()
         .and_then(|m| report.take(&cx.src.at(m), settings::rule_mode(m.as_ref())));
-    // Warnings about a rule that has errors would only add noise.
-    if report.error_count() == errors_before {
-        warn(rule, &selection, &transport, action, cx, report);
-    }
     let sources = Sources {
         only: groups,
         except: except_groups,
     };
+    // Warnings about a rule that has errors would only add noise.
+    let mut sovereign_ports = Vec::new();
+    if report.error_count() == errors_before {
+        sovereign_ports = warn(rule, &selection, &transport, action, cx, report);
+        warn_excepted(rule, sources, cx, report);
+    }
     (
         row(
             &selection,
@@ -175,7 +213,29 @@ fn compile_rule(
             action | own_mode.unwrap_or(0),
         ),
         countries,
+        sovereign_ports,
     )
+}
+
+/// A group both named and excepted: the kernel tests the exception after the groups, so the
+/// rule never matches a source of that group, which is not what naming it says.
+fn warn_excepted(rule: &RuleTable, sources: Sources, cx: &Context<'_, '_>, report: &mut Report) {
+    let both = sources.only.unwrap_or(0) & sources.except;
+    let Some(except) = rule.except_groups.as_ref().filter(|_| both != 0) else {
+        return;
+    };
+    for name in except.as_ref() {
+        let in_both = cx
+            .groups
+            .id(name.as_ref())
+            .is_some_and(|id| id < limits::MAX_GROUPS && both & (1 << id) != 0);
+        if in_both {
+            report.warn(
+                &cx.src.at(name),
+                Problem::GroupExcepted(name.as_ref().clone()),
+            );
+        }
+    }
 }
 
 /// The source-group conditions of a rule: `only` is `None` when the rule names no group.
@@ -267,6 +327,7 @@ struct Transport {
     ports: Option<PortRange>,
 }
 
+/// Warnings about the rule alone; gives the sovereign services its ports alone block.
 fn warn(
     rule: &RuleTable,
     selection: &Selection,
@@ -274,7 +335,7 @@ fn warn(
     action: u32,
     cx: &Context<'_, '_>,
     report: &mut Report,
-) {
+) -> Vec<u32> {
     if matches!(selection, Selection::Services(set) if set.is_empty()) {
         report.warn(
             &cx.src.at(&rule.name),
@@ -287,23 +348,26 @@ fn warn(
         && action::blocks(action)
         && !rule.selects_services()
     {
-        warn_sovereign_ports(rule, proto, ports, cx, report);
+        return warn_sovereign_ports(rule, proto, ports, cx, report);
     }
+    Vec::new()
 }
 
 /// A rule that blocks by port alone also blocks the sovereign services that use the port (Visio's
 /// TURN relays listen on 3478, like Zoom's and Teams' STUN): ports do not identify a service.
+/// Gives the kernel ids of the services it warns about.
 fn warn_sovereign_ports(
     rule: &RuleTable,
     proto: Proto,
     ports: PortRange,
     cx: &Context<'_, '_>,
     report: &mut Report,
-) {
+) -> Vec<u32> {
+    let mut warned = Vec::new();
     let Some(place) = rule.ports.as_ref().map(|p| cx.src.at(p)) else {
-        return;
+        return warned;
     };
-    for (_, service) in cx.catalog.services().filter(|(_, s)| s.sovereign) {
+    for (id, service) in cx.catalog.services().filter(|(_, s)| s.sovereign) {
         let hit = service
             .ports
             .iter()
@@ -317,6 +381,8 @@ fn warn_sovereign_ports(
                 service_ports: hit.range.to_string(),
             };
             report.warn(&place, problem);
+            warned.push(id);
         }
     }
+    warned
 }

@@ -42,11 +42,16 @@ pub(super) fn select(
     report: &mut Report,
 ) -> Selection {
     let cx = (catalog, src, sets);
-    if let Some(unknown) = rule.unknown.as_ref().filter(|u| *u.as_ref()) {
-        if rule.selects_services() {
-            report.error(&src.at(unknown), Problem::UnknownWithServices);
+    if let Some(unknown) = &rule.unknown {
+        if *unknown.as_ref() {
+            if rule.selects_services() {
+                report.error(&src.at(unknown), Problem::UnknownWithServices);
+            }
+            return Selection::Unrecognised;
         }
-        return Selection::Unrecognised;
+        // Read as "recognised flows only" by some and as "any flow" by others, and the kernel
+        // has no condition for the first: refused, so that no one is surprised.
+        report.error(&src.at(unknown), Problem::UnknownFalse);
     }
     let services = names(&rule.services, "services", cx, report, by_service);
     let categories = names(&rule.categories, "categories", cx, report, by_category);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Deserializer, de};
 use toml::value::{Date, Datetime};
 
@@ -253,7 +253,24 @@ pub(crate) fn prefix(value: &str) -> Result<IpNet, Problem> {
             network: net.trunc().to_string(),
         });
     }
+    if let Some(ipv4) = ipv4_mapped(net) {
+        return Err(Problem::MappedPrefix {
+            value: value.to_owned(),
+            ipv4: ipv4.to_string(),
+        });
+    }
     Ok(net)
+}
+
+/// The IPv4 prefix that an IPv4-mapped IPv6 prefix (inside `::ffff:0:0/96`) stands for. Such a
+/// prefix never matches: the kernel looks IPv4 packets up in the IPv4 tables, and no IPv6
+/// packet on the wire carries a mapped address. A wider IPv6 prefix that merely contains the
+/// mapped range is a real IPv6 prefix and is left alone.
+pub(crate) fn ipv4_mapped(net: IpNet) -> Option<Ipv4Net> {
+    let IpNet::V6(v6) = net else { return None };
+    let ipv4 = v6.network().to_ipv4_mapped()?;
+    let len = v6.prefix_len().checked_sub(96)?;
+    Ipv4Net::new(ipv4, len).ok()
 }
 
 /// A TOML local date (no time, no offset).
@@ -313,6 +330,27 @@ mod tests {
             prefix("2001:db8::/129"),
             Err(Problem::BadPrefix(_))
         ));
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_give_their_ipv4_form() {
+        assert_eq!(
+            prefix("::ffff:10.2.0.0/112").unwrap_err().to_string(),
+            "prefix `::ffff:10.2.0.0/112` is IPv4-mapped IPv6, which no packet is matched against \
+             (IPv4 packets are looked up as IPv4): write `10.2.0.0/16`"
+        );
+        assert!(matches!(
+            prefix("::ffff:0:0/96"),
+            Err(Problem::MappedPrefix { ipv4, .. }) if ipv4 == "0.0.0.0/0"
+        ));
+        assert!(matches!(
+            prefix("::ffff:192.0.2.1/128"),
+            Err(Problem::MappedPrefix { ipv4, .. }) if ipv4 == "192.0.2.1/32"
+        ));
+        // Wider prefixes only contain the mapped range, and other IPv6 prefixes are not mapped.
+        assert!(prefix("::/0").is_ok());
+        assert!(prefix("::fffe:0:0/96").is_ok());
+        assert!(prefix("2001:db8::/32").is_ok());
     }
 
     #[test]
