@@ -133,6 +133,21 @@ pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
     }
 }
 
+/// Whether a daemon runs for `pin_dir`, as its claim says: `Some(true)` if the lock is held,
+/// `Some(false)` if it is free (a pid the state file still names is then stale: its daemon was
+/// killed, and the number may belong to another process by now), `None` if there is no lock
+/// file (no daemon of this version ever ran here).
+#[must_use]
+pub fn daemon_claimed(pin_dir: &Path) -> Option<bool> {
+    let path = state_path(pin_dir).with_extension("lock");
+    let file = fs::File::open(&path).ok()?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_probe) => Some(false),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Some(true),
+        Err(_) => None,
+    }
+}
+
 fn state_path(pin_dir: &Path) -> PathBuf {
     // bpffs accepts only directories, pins and symlinks: the state lives beside it, in /run,
     // keyed by the pin directory, so that each pin directory has its own.

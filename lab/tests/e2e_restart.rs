@@ -221,3 +221,35 @@ fn a_sighup_while_starting_does_not_end_the_daemon() {
         "the daemon ended:\n{log}"
     );
 }
+
+/// `vigie detach` after a SIGKILL does not signal the pid the killed daemon left in its state
+/// file: that number may belong to another process by now (here, a `sleep` given it on
+/// purpose), and only a daemon holding the pin directory's claim is stopped.
+#[test]
+fn detach_after_a_kill_signals_no_stale_pid() {
+    if !vigie_lab::privilege::privileged("detach_after_a_kill_signals_no_stale_pid") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let mut daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
+    daemon.kill().unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let mut state = vigie::pins::read_state(daemon.pin_dir())
+        .unwrap()
+        .expect("the daemon wrote its state");
+    state.daemon_pid = Some(bystander.id());
+    vigie::pins::write_state(daemon.pin_dir(), &state).unwrap();
+
+    daemon.detach().unwrap();
+    let alive = bystander.try_wait().unwrap().is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(alive, "vigie detach signalled the stale pid's new owner");
+}
