@@ -114,7 +114,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         learner: Arc::clone(&learner),
     };
     daemon.name_countries_with(compilation.events_geoip.as_deref());
-    daemon.apply(compilation.policy, &compilation.catalog)?;
+    daemon.apply_first(compilation)?;
     let server = if observe.no_metrics {
         None
     } else {
@@ -155,6 +155,23 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 }
 
 impl Daemon {
+    /// The first policy of this daemon; the generation an earlier daemon left in force is
+    /// named too when it came from the same files (see `adopted_generation`).
+    fn apply_first(&mut self, compilation: crate::policy::Compilation) -> Result<()> {
+        let adopted = adopted_generation(
+            &self.maps,
+            self.state.policy_digest.as_deref(),
+            &compilation,
+        );
+        self.apply(compilation.policy, &compilation.catalog)?;
+        if let (Some(generation), Some(policy), Ok(mut namer)) =
+            (adopted, self.current.as_ref(), self.namer.lock())
+        {
+            namer.insert(generation, Arc::clone(policy));
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, policy: CompiledPolicy, catalog: &Catalog) -> Result<()> {
         if self.current.as_deref() == Some(&policy) {
             info!("the policy is unchanged; the generation in force stays");
@@ -401,6 +418,19 @@ enum Drained {
     All,
     Batch,
     Poisoned,
+}
+
+/// The generation an earlier daemon left in force, when it was compiled from the same policy
+/// files as this start's: the flow events it left in the pinned ring carry that generation,
+/// and are then named with this compilation (with other files, they go unnamed rather than
+/// misnamed).
+fn adopted_generation(
+    maps: &DatapathMaps,
+    digest: Option<&str>,
+    compilation: &crate::policy::Compilation,
+) -> Option<u32> {
+    let generation = maps.active().ok()?.generation;
+    (generation != 0 && digest == Some(compilation.policy.digest.as_str())).then_some(generation)
 }
 
 /// Tells the event writer to stop, and waits for it: it reads what the ring still holds and

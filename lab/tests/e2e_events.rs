@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vigie_lab::daemon::Hook;
 use vigie_lab::fixtures::BLOCKED_SERVICES;
-use vigie_lab::peer::{self, BLOCK_TIMEOUT};
+use vigie_lab::peer::{self, BLOCK_TIMEOUT, Proto};
 use vigie_lab::scenario::Lab;
 
 const PEER: &str = env!("CARGO_BIN_EXE_vigie-peer");
@@ -83,5 +83,48 @@ fn stopping_reports_the_repeats_that_open_windows_counted() {
             repeats >= 2,
             "{d}: {repeats} repeats reported at the stop, three protocols were sent: {after:#?}"
         );
+    }
+}
+
+/// Flow events written while no daemon ran (after a SIGKILL) wait in the pinned ring; the next
+/// daemon, started on the same policy files, writes them with their names (rule, service), not
+/// as an unknown rule of an unknown generation.
+#[test]
+fn events_left_in_the_ring_are_named_by_the_next_daemon() {
+    if !vigie_lab::privilege::privileged("events_left_in_the_ring_are_named_by_the_next_daemon") {
+        return;
+    }
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let mut daemon = lab
+        .start_vigie_with(Hook::Xdp, None, &["--event-window", "0"])
+        .unwrap();
+    let generation = daemon.status().unwrap().generation;
+    daemon.kill().unwrap();
+
+    let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp, Proto::Tcp], BLOCK_TIMEOUT));
+    let failed = peer::unexpected(&results, false);
+    assert!(
+        failed.is_empty(),
+        "not blocked without the daemon:\n{}",
+        failed.join("\n")
+    );
+    daemon.launch().unwrap();
+    let zoom: BTreeSet<String> = results.iter().map(|r| r.spec.addr.to_string()).collect();
+    let events = daemon.wait_events(Duration::from_secs(5), |events| {
+        zoom.iter().all(|d| events.iter().any(|e| host(e) == *d))
+    });
+    let left: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["generation"].as_u64() == Some(generation))
+        .collect();
+    assert!(
+        !left.is_empty(),
+        "no event of generation {generation}: {events:#?}"
+    );
+    for e in left {
+        assert_eq!(e["service"], "zoom", "{e}");
+        assert_eq!(e["rule"], "block-non-european-conferencing", "{e}");
+        assert_eq!(e["action"], "block", "{e}");
     }
 }
