@@ -201,12 +201,28 @@ pub fn attach(
     let mut done = Vec::new();
     for (direction, program, point) in plan(iface, hook) {
         let path = pins::link_path(pin_dir, iface, direction);
-        let adopted = path.exists();
+        let mut adopted = path.exists();
         if adopted {
-            PinnedLink::from_pin(&path).map_err(|source| LoaderError::PinnedLink {
+            let pinned = PinnedLink::from_pin(&path).map_err(|source| LoaderError::PinnedLink {
                 path: path.clone(),
                 source,
             })?;
+            if !holds_interface(pinned, iface) {
+                // The interface was deleted and made again (a PPP reconnect, a recreated veth)
+                // since the link was pinned: the kernel detached the link from the old one,
+                // and adopting it would enforce nothing. Unpinned, the link goes.
+                tracing::warn!(iface, path = %path.display(), "the pinned link holds an interface that is gone: attaching again");
+                std::fs::remove_file(&path).map_err(|e| LoaderError::Pin {
+                    program,
+                    iface: iface.to_owned(),
+                    path: path.clone(),
+                    source: aya::pin::PinError::SyscallError(aya::sys::SyscallError {
+                        call: "unlink",
+                        io_error: e,
+                    }),
+                })?;
+                adopted = false;
+            }
         }
         let link = if adopted {
             Some(path)
@@ -224,6 +240,34 @@ pub fn attach(
         done.push((attachment, adopted));
     }
     Ok(done)
+}
+
+/// Whether a pinned link is attached to the interface now named `iface`: its `ifindex` (in
+/// the link's fdinfo; 0 once its interface was unregistered) is that interface's. A link whose
+/// fdinfo tells no interface, or that cannot be read, is taken as holding it.
+fn holds_interface(pinned: PinnedLink, iface: &str) -> bool {
+    let link = FdLink::from(pinned);
+    let Ok(id) = link.info().map(|info| info.id()) else {
+        return true;
+    };
+    let Some(ifindex) = link_ifindex(id) else {
+        return true;
+    };
+    nix::net::if_::if_nametoindex(iface).is_ok_and(|current| current == ifindex)
+}
+
+/// The `ifindex` field of the fdinfo of this process's descriptor of link `id` (the caller
+/// holds one open).
+fn link_ifindex(id: u32) -> Option<u32> {
+    let wanted = format!("link_id:\t{id}");
+    std::fs::read_dir("/proc/self/fdinfo")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .find(|text| text.lines().any(|line| line == wanted))?
+        .lines()
+        .find_map(|line| line.strip_prefix("ifindex:\t"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 fn check_no_other_hook(pin_dir: &Path, iface: &str, hook: Hook) -> Result<(), LoaderError> {

@@ -172,6 +172,30 @@ impl Topology {
         .map(|_| ())
     }
 
+    /// Deletes the gateway's LAN link (its LAN-host peer goes with it) and makes it again, with
+    /// the same names and addresses, as a PPP reconnect or a recreated veth would: a new
+    /// interface under the old name, with another ifindex.
+    pub fn recreate_lan_link(&self) -> anyhow::Result<()> {
+        let lan = iface::GW_LAN;
+        self.gw.ip_batch(&[
+            format!("link del {lan}"),
+            format!(
+                "link add {lan} type veth peer name {} netns {}",
+                iface::LAN_HOST,
+                self.lan.name()
+            ),
+        ])?;
+        self.gw.sysctl(&no_dad(lan))?;
+        self.gw.ip_batch(&[
+            format!("addr add {}/24 dev {lan}", addr::GW_LAN_V4),
+            format!("addr add {}/64 dev {lan} nodad", addr::GW_LAN_V6),
+            format!("link set {lan} up"),
+        ])?;
+        self.configure_lan()?;
+        self.lan.wait_running(&[iface::LAN_HOST], LINKS_UP)?;
+        self.gw.wait_running(&[lan], LINKS_UP)
+    }
+
     fn configure_gw(&self) -> anyhow::Result<()> {
         let (lan, wan) = (iface::GW_LAN, iface::GW_WAN);
         let mut settings = no_dad(lan);

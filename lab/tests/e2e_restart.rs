@@ -253,3 +253,53 @@ fn detach_after_a_kill_signals_no_stale_pid() {
     let _ = bystander.wait();
     assert!(alive, "vigie detach signalled the stale pid's new owner");
 }
+
+/// An interface deleted and made again while no daemon ran (a PPP reconnect, a recreated veth)
+/// is enforced again at the next start: the pinned link held the old interface, so it is
+/// replaced, not adopted.
+#[test]
+fn a_recreated_interface_is_attached_again() {
+    if !vigie_lab::privilege::privileged("a_recreated_interface_is_attached_again") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for hook in [Hook::Xdp, Hook::TcIngress] {
+        let vigie =
+            vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+        let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+        let mut daemon = lab.start_vigie(hook, None).unwrap();
+        daemon.stop().unwrap();
+        lab.topo.recreate_lan_link().unwrap();
+        daemon.launch().unwrap();
+        // Ready as soon as a policy is in force, which the pinned maps still say: wait for
+        // this daemon's own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while daemon.log().matches("policy applied").count() < 2
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = daemon.log();
+        assert!(log.contains("attaching again"), "{hook}: {log}");
+        let blocked = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp, Proto::Tcp], BLOCK_TIMEOUT));
+        let failed = peer::unexpected(&blocked, false);
+        assert!(
+            failed.is_empty(),
+            "{hook}: not blocked:\n{}",
+            failed.join("\n")
+        );
+        let passed = lab.probe(&lab.visio_specs(PASS_TIMEOUT));
+        let failed = peer::unexpected(&passed, true);
+        assert!(
+            failed.is_empty(),
+            "{hook}: Visio not reached:\n{}",
+            failed.join("\n")
+        );
+        // The links that held the old interface are gone with their pins: one link per
+        // direction, the new ones.
+        let census = census(&lab, &daemon, hook);
+        assert_eq!(census.links.len(), 2, "{hook}: {census:#?}");
+    }
+}
