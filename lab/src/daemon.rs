@@ -260,8 +260,8 @@ impl<'t> Daemon<'t> {
             .spawn(self.topo.gw(), &self.bin, &args, Stdio::null(), stderr)
     }
 
-    /// Polls `vigie status` until a policy is in force (generation >= 1) and, where the status
-    /// names the daemon, until it names this one.
+    /// Polls `vigie status` until a policy is in force (generation >= 1) and the status names
+    /// this daemon as the one that applied it.
     pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let pid = self.process.as_ref().map(|p| u64::from(p.pid()));
@@ -276,7 +276,9 @@ impl<'t> Daemon<'t> {
             }
             let last = self.status();
             if let Ok(s) = &last {
-                let ours = s.daemon_pid.is_none() || s.daemon_pid == pid;
+                // This daemon's own policy: after a stop or a kill, the pinned maps still say
+                // a policy is in force before the new daemon has applied anything.
+                let ours = pid.is_none() || s.daemon_pid == pid;
                 if s.generation >= 1 && ours && !s.attachments.is_empty() {
                     return Ok(());
                 }
