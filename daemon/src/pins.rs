@@ -59,6 +59,9 @@ pub struct State {
     pub daemon_pid: Option<u32>,
     pub policy_digest: Option<String>,
     pub policy_source: Option<String>,
+    /// The kernel's service numbering of the policy in force (see
+    /// `CompiledPolicy::keep_service_numbers`), for the next daemon to keep.
+    pub service_numbering: Option<Vec<String>>,
 }
 
 #[must_use]

@@ -172,7 +172,22 @@ impl Daemon {
         Ok(())
     }
 
-    fn apply(&mut self, policy: CompiledPolicy, catalog: &Catalog) -> Result<()> {
+    fn apply(&mut self, mut policy: CompiledPolicy, catalog: &Catalog) -> Result<()> {
+        // Services keep the numbers the policy in force (or, at a start, the previous
+        // daemon's) gave them: the kernel's flows and learned addresses hold those numbers.
+        let previous = match &self.current {
+            Some(current) => Some(current.service_numbering()),
+            None => self.state.service_numbering.clone(),
+        };
+        if let Some(previous) = previous
+            && !policy.keep_service_numbers(&previous)
+        {
+            warn!(
+                "more services than the kernel numbers with those of removed services reserved: \
+                 numbers of removed services are given again, and flows identified by name as \
+                 one of them may be taken for a new service until they end"
+            );
+        }
         if self.current.as_deref() == Some(&policy) {
             info!("the policy is unchanged; the generation in force stays");
             return Ok(());
@@ -200,6 +215,7 @@ impl Daemon {
             .applied(generation, Arc::clone(&policy), catalog);
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
+        self.state.service_numbering = Some(policy.service_numbering());
         self.state.policy_source = Some(self.source.describe());
         pins::write_state(&self.pin_dir, &self.state)?;
         info!(

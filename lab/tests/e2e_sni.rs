@@ -180,3 +180,40 @@ fn tc_egress_reads_server_names() {
     }
     names_decide(Hook::TcEgress);
 }
+
+/// A flow known by its server name keeps its service when a reload changes the catalog: the
+/// kernel keeps the service as a number, and a service added in front (here `aaa`, which sorts
+/// first) must not shift the numbers of the others. Before, the retransmitted ClientHello of a
+/// blocked Zoom handshake was decided again as the service that took Zoom's old number (a
+/// sovereign one, allowed), and the handshake completed.
+#[test]
+fn a_named_flow_keeps_its_service_across_a_catalog_change() {
+    if !vigie_lab::privilege::privileged("a_named_flow_keeps_its_service_across_a_catalog_change") {
+        return;
+    }
+    let tls = lab();
+    let policy = PolicyDir::write(Mode::Enforce).unwrap();
+    let daemon = tls.lab.start_vigie(Hook::Xdp, Some(policy.path())).unwrap();
+    let added = "id = \"aaa\"\nname = \"A test service\"\noperator = \"Test\"\n\
+                 jurisdiction = \"US\"\ncategory = \"messaging\"\n\
+                 prefixes = [\"192.0.2.128/25\"]\n\
+                 [source]\nvendor = \"test\"\nretrieved = 2026-11-01\n";
+    let (done, said) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| handshake(&tls.lab, "zoom.us"));
+        // The hello is read and the flow blocked at once; the reload lands while the client
+        // retransmits it (the handshake gives up after CLIENT_TIMEOUT seconds).
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(policy.path().join("catalog/aaa.toml"), added).unwrap();
+        client.join().unwrap()
+    });
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("policy applied").count(),
+        2,
+        "the catalog change was not applied during the handshake:\n{log}"
+    );
+    assert!(
+        !done,
+        "the Zoom handshake completed after the reload: {said}"
+    );
+}

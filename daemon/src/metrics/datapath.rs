@@ -401,7 +401,13 @@ impl Collector for DatapathCollector {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs().cast_signed());
-            for s in view.policy.services.iter().skip(1) {
+            for s in view
+                .policy
+                .services
+                .iter()
+                .skip(1)
+                .filter(|s| !s.id.is_empty())
+            {
                 f.service_info
                     .with_label_values(&[&s.id, &s.jurisdiction, &s.category])
                     .set(1);
