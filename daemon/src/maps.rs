@@ -430,76 +430,142 @@ pub fn sum_counters(
     Ok(sums.into_iter().collect())
 }
 
-fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
-    // Each slot may use half of a trie, so that the other slot always fits beside it.
+/// The kernel maps, or parts of one, whose size bounds a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Rules,
+    Destinations,
+    DstV4Prefixes,
+    DstV4Groups,
+    DstV6Prefixes,
+    StunAttributes,
+    PortSignals,
+    Domains,
+    SrcV4Prefixes,
+    SrcV6Prefixes,
+}
+
+/// What a policy needs of one table, against what one policy slot of it may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub table: Table,
+    pub what: &'static str,
+    pub needed: usize,
+    pub capacity: u32,
+}
+
+impl Need {
+    #[must_use]
+    pub fn overflows(&self) -> bool {
+        self.needed > self.capacity as usize
+    }
+}
+
+/// What `policy` needs of each table with a fixed size. Pure: the policy compiler asks it too,
+/// so that `vigie check` and a reload refuse a policy that would not fit, with the place that
+/// makes it overflow, before any map is written.
+#[must_use]
+pub fn needs(policy: &CompiledPolicy) -> [Need; 10] {
+    // Each slot may use half of a trie or hash map, so that the other slot always fits beside it.
     let half = |c: u32| c / limits::SLOTS;
-    let checks = [
-        ("rules", policy.rules.len(), limits::MAX_RULES),
-        (
-            "distinct IPv4 destinations (service and classes), \"none\" included",
-            destination_count(policy),
-            limits::MAX_DESTINATIONS,
-        ),
-        (
-            "IPv4 destination prefixes",
-            policy.destinations_v4.len(),
-            limits::MAX_DST_V4_PREFIXES,
-        ),
-        (
-            "IPv4 /24 networks holding longer destination prefixes",
-            groups_needed(&policy.destinations_v4),
-            limits::DST_V4_GROUPS_PER_SLOT,
-        ),
-        (
-            "IPv6 destination prefixes",
-            policy.destinations_v6.len(),
-            half(limits::DST_PREFIX_CAPACITY),
-        ),
-        (
+    let need = |table, what, needed, capacity| Need {
+        table,
+        what,
+        needed,
+        capacity,
+    };
+    let [destinations, v4, groups, v6] =
+        destination_needs(&policy.destinations_v4, &policy.destinations_v6);
+    [
+        need(Table::Rules, "rules", policy.rules.len(), limits::MAX_RULES),
+        destinations,
+        v4,
+        groups,
+        v6,
+        need(
+            Table::StunAttributes,
             "vendor STUN attributes",
             policy.stun_attributes.len(),
             half(limits::STUN_ATTRIBUTE_CAPACITY),
         ),
-        (
+        need(
+            Table::PortSignals,
             "vendor signal ports",
             policy.port_signals.len(),
             half(limits::PORT_SIGNAL_CAPACITY),
         ),
-        (
+        need(
+            Table::Domains,
             "catalog domains",
             policy.domains.len(),
             half(limits::DOMAIN_CAPACITY),
         ),
-        (
+        need(
+            Table::SrcV4Prefixes,
             "IPv4 source prefixes",
             policy.sources_v4.len(),
             half(limits::SRC_PREFIX_CAPACITY),
         ),
-        (
+        need(
+            Table::SrcV6Prefixes,
             "IPv6 source prefixes",
             policy.sources_v6.len(),
             half(limits::SRC_PREFIX_CAPACITY),
         ),
-    ];
-    for (what, needed, capacity) in checks {
-        if needed > capacity as usize {
-            return Err(MapsError::Capacity {
-                what,
-                needed,
-                capacity,
-            });
-        }
-    }
-    Ok(())
+    ]
 }
 
-/// Destination numbers the IPv4 table of `policy` needs (see `DstV4Table`).
-fn destination_count(policy: &CompiledPolicy) -> usize {
-    let distinct: BTreeSet<(u32, u64)> = policy
-        .destinations_v4
-        .iter()
-        .map(|(_, d)| (d.service, d.classes))
-        .collect();
+/// The needs of the destination tables alone: `Destinations`, `DstV4Prefixes`, `DstV4Groups`,
+/// `DstV6Prefixes`, in this order (for a compiler that tries the tables it builds in steps).
+#[must_use]
+pub fn destination_needs(
+    v4: &[(Ipv4Net, Destination)],
+    v6: &[(Ipv6Net, Destination)],
+) -> [Need; 4] {
+    [
+        Need {
+            table: Table::Destinations,
+            what: "distinct IPv4 destinations (service and classes), \"none\" included",
+            needed: destination_count(v4),
+            capacity: limits::MAX_DESTINATIONS,
+        },
+        Need {
+            table: Table::DstV4Prefixes,
+            what: "IPv4 destination prefixes",
+            needed: v4.len(),
+            capacity: limits::MAX_DST_V4_PREFIXES,
+        },
+        Need {
+            table: Table::DstV4Groups,
+            what: "IPv4 /24 networks holding longer destination prefixes",
+            needed: groups_needed(v4),
+            capacity: limits::DST_V4_GROUPS_PER_SLOT,
+        },
+        Need {
+            table: Table::DstV6Prefixes,
+            what: "IPv6 destination prefixes",
+            needed: v6.len(),
+            capacity: limits::DST_PREFIX_CAPACITY / limits::SLOTS,
+        },
+    ]
+}
+
+/// The first table `policy` overflows, as an error: checked again where the maps are written,
+/// whoever compiled the policy.
+pub fn check_capacity(policy: &CompiledPolicy) -> Result<(), MapsError> {
+    match needs(policy).into_iter().find(Need::overflows) {
+        Some(need) => Err(MapsError::Capacity {
+            what: need.what,
+            needed: need.needed,
+            capacity: need.capacity,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Destination numbers an IPv4 table needs (see `DstV4Table`).
+fn destination_count(v4: &[(Ipv4Net, Destination)]) -> usize {
+    let distinct: BTreeSet<(u32, u64)> = v4.iter().map(|(_, d)| (d.service, d.classes)).collect();
     distinct.len() + 1
 }
 

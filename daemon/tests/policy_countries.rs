@@ -234,3 +234,48 @@ fn a_country_block_over_a_sovereign_service_address_warns() {
     );
     assert_eq!(warnings("CN"), Vec::<String>::new());
 }
+
+#[test]
+fn country_codes_that_no_country_has_are_refused_with_the_fix() {
+    let got = errors(&files(
+        &setting(),
+        "[country_sets]\nallies = [\"UK\", \"FR\", \"EL\"]\npartners = []\n\
+         [[rule]]\nname = \"r\"\ncountries = [\"UK\", \"GB\"]\njurisdictions = [\"EU\", \"QQ\"]\n\
+         action = \"block\"\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "policy.toml:7:11: `UK` is not an assigned ISO 3166-1 alpha-2 country code: the United Kingdom's code is GB",
+            "policy.toml:7:23: `EL` is not an assigned ISO 3166-1 alpha-2 country code: Greece's code is GR (EL is the European Union's abbreviation)",
+            "policy.toml:8:1: country set `partners` is empty: a rule would match no country with it, and every country with `non-partners`; list its countries or remove it",
+            "policy.toml:11:14: `UK` is not an assigned ISO 3166-1 alpha-2 country code: the United Kingdom's code is GB",
+            "policy.toml:12:18: `EU` is not an assigned ISO 3166-1 alpha-2 country code: for the member states of the European Union, write the set `eu`",
+            "policy.toml:12:24: `QQ` is not an assigned ISO 3166-1 alpha-2 country code: no country has it",
+        ]
+    );
+    // In the catalog too.
+    let mut files = files("", "");
+    files[0].1 = files[0].1.replace("\"US\"", "\"UK\"");
+    assert_eq!(
+        errors(&files),
+        [
+            "catalog/zoom.toml:4:16: `UK` is not an assigned ISO 3166-1 alpha-2 country code: the United Kingdom's code is GB"
+        ]
+    );
+}
+
+#[test]
+fn assigned_codes_and_kosovo_are_countries() {
+    // XK is no ISO assignment, but it is Kosovo's code in the registries and the database.
+    let compilation = compile(&files(
+        &setting(),
+        "[country_sets]\nallies = [\"GB\", \"GR\", \"XK\", \"eu\"]\n\
+         [[rule]]\nname = \"r\"\ncountries = [\"allies\", \"SS\"]\naction = \"monitor\"\n",
+    ));
+    let db = GeoIp::open(geoip_path().as_ref()).unwrap();
+    let kosovo = compilation.policy.destinations_v4.iter().find(|(n, d)| {
+        d.classes != 0 && db.country(IpAddr::V4(n.network())).as_deref() == Some("XK")
+    });
+    assert!(kosovo.is_some(), "no network of Kosovo was loaded");
+}

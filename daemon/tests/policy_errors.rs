@@ -601,3 +601,30 @@ fn dns_learning_bounds() {
         ]
     );
 }
+
+#[test]
+fn a_sovereign_service_domain_or_stun_attribute_handed_to_another_service_is_refused() {
+    let mut all = files("");
+    all.push(service(
+        "visio",
+        "sovereign = true\ndomains = [\"visio.numerique.gouv.fr\"]\nstun_attributes = [0x8054]",
+    ));
+    // Before visio in id order: the tables would keep teams for both.
+    all.push(service(
+        "teams",
+        "domains = [\"teams.microsoft.com\", \"visio.numerique.gouv.fr\"]\nstun_attributes = [0x8054]",
+    ));
+    // After visio, but a longer domain wins whatever the order.
+    all.push(service(
+        "zoom",
+        "domains = [\"zoom.us\", \"webconf.visio.numerique.gouv.fr\", \"numerique.gouv.fr\"]",
+    ));
+    assert_eq!(
+        errors_of(&all),
+        [
+            "catalog/teams.toml:6:35: domain `visio.numerique.gouv.fr` is a domain of sovereign service `visio` (catalog/visio.toml:7:12): `teams` would take its server names, and a policy that blocks `teams` would block `visio`",
+            "catalog/teams.toml:7:20: STUN attribute 0x8054 is also listed by sovereign service `visio` (catalog/visio.toml:8:20): the STUN table keeps `teams`, first in id order, and a policy that blocks `teams` would block `visio`",
+            "catalog/zoom.toml:6:23: domain `webconf.visio.numerique.gouv.fr` is under `visio.numerique.gouv.fr`, a domain of sovereign service `visio` (catalog/visio.toml:7:12): `zoom` would take its server names, and a policy that blocks `zoom` would block `visio`",
+        ]
+    );
+}

@@ -421,3 +421,67 @@ fn a_rule_may_set_its_own_mode() {
         "policy.toml:8:8: mode `sometimes` must be \"enforce\" or \"monitor\""
     );
 }
+
+#[test]
+fn domains_stun_attributes_and_signals_claimed_twice_name_both_services() {
+    let mut files = files("");
+    files[1] = service(
+        "zoom",
+        "US",
+        "domains = [\"zoom.us\", \"zoomgov.com\", \"zoom.us\"]\nstun_attributes = [0x0101]\n\
+         [[ports]]\nproto = \"udp\"\nrange = \"8801-8810\"\nsignal = true",
+    );
+    // Later in id order than zoom, and than visio.
+    files.push(service(
+        "zz-clone",
+        "US",
+        "domains = [\"zoomgov.com\", \"visio.example.fr\"]\nstun_attributes = [0x0101, 0x0102]\n\
+         [[ports]]\nproto = \"udp\"\nrange = \"8805-8900\"\nsignal = true\n\
+         [[ports]]\nproto = \"tcp\"\nrange = \"8805-8900\"\nsignal = true",
+    ));
+    files[0].1 = files[0].1.replace(
+        "sovereign = true\n",
+        "sovereign = true\ndomains = [\"visio.example.fr\"]\n",
+    );
+    assert_eq!(
+        warnings(&files),
+        [
+            "catalog/zoom.toml:6:38: domain zoom.us is listed twice",
+            "catalog/zz-clone.toml:6:12: domain `zoomgov.com` is also listed by service `zoom` (catalog/zoom.toml:6:23): the name table keeps `zoom`",
+            "catalog/zz-clone.toml:6:27: domain `visio.example.fr` is also listed by service `visio` (catalog/visio.toml:7:12): the name table keeps `visio`",
+            "catalog/zz-clone.toml:7:20: STUN attribute 0x0101 is also listed by service `zoom` (catalog/zoom.toml:7:20): the STUN table keeps `zoom`",
+            "catalog/zz-clone.toml:11:10: udp 8805-8810 is also a signal of service `zoom` (catalog/zoom.toml:11:10): the signal table keeps `zoom`",
+        ]
+    );
+}
+
+#[test]
+fn a_retrieved_date_in_the_future_is_named_at_the_date() {
+    use toml::value::Date;
+    use vigie::catalog::listing::stale;
+    let mut files = files("");
+    files[1].1 = files[1].1.replace("2024-06-01", "2042-06-01");
+    let compilation = compile(&files);
+    let day = |year, month, day| Date { year, month, day };
+    assert_eq!(
+        stale(&compilation.catalog, day(2024, 6, 1), 365),
+        [
+            "catalog/zoom.toml:12:13: the data of `zoom` was retrieved 2042-06-01, 6574 days from today (2024-06-01): a date in the future is a mistake, and its data would never be found stale; write the day it was retrieved"
+        ]
+    );
+    // From the day it was retrieved on, it is not in the future (Visio's data is stale then).
+    let later = stale(&compilation.catalog, day(2042, 6, 1), 365);
+    assert!(later.iter().all(|w| !w.contains("`zoom`")), "{later:?}");
+    // `vigie check` and the daemon say it today.
+    let today: Vec<String> = compilation
+        .warnings_today()
+        .into_iter()
+        .filter(|w| w.contains("`zoom`"))
+        .collect();
+    assert_eq!(today.len(), 1, "{today:?}");
+    assert!(
+        today[0]
+            .starts_with("catalog/zoom.toml:12:13: the data of `zoom` was retrieved 2042-06-01, "),
+        "{today:?}"
+    );
+}

@@ -20,7 +20,7 @@ pub(super) struct ServiceFile {
     #[serde(default)]
     pub asns: Vec<u32>,
     #[serde(default)]
-    pub stun_attributes: Vec<u16>,
+    pub stun_attributes: Vec<Spanned<u16>>,
     pub source: SourceTable,
     #[serde(default)]
     pub ports: Vec<PortsTable>,

@@ -56,6 +56,8 @@ pub enum ImportError {
     BadJson { path: PathBuf, reason: String },
     #[error("{path}: no prefix in the list{hint}")]
     Empty { path: PathBuf, hint: &'static str },
+    #[error("--service `{service}`: {reason}")]
+    BadService { service: String, reason: String },
     #[error("{path}: no catalog entry `{service}` (looked for {entry})")]
     NoEntry {
         path: PathBuf,
@@ -203,6 +205,12 @@ pub fn import(
     provenance: &Provenance<'_>,
     force: bool,
 ) -> Result<Imported, ImportError> {
+    // The name becomes a path: `../policy` or `/etc/x` would write outside catalog/. A
+    // service id is a catalog file's stem, and only an id can be one.
+    policy::syntax::identifier("service id", service).map_err(|e| ImportError::BadService {
+        service: service.to_owned(),
+        reason: e.to_string(),
+    })?;
     let name = Path::new("catalog").join(format!("{service}.toml"));
     let entry = dir.join(&name);
     let text = match fs::read_to_string(&entry) {
@@ -385,6 +393,42 @@ retrieved = 2024-06-01
             err.to_string()
                 .starts_with("m.json: not a Microsoft 365 endpoints list")
         );
+    }
+
+    #[test]
+    fn a_service_that_is_not_an_id_is_refused_before_it_names_a_file() {
+        let dir = std::env::temp_dir().join(format!("vigie-import-name-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("catalog")).unwrap();
+        let policy = "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n";
+        fs::write(dir.join("policy.toml"), policy).unwrap();
+        fs::write(dir.join("catalog/zoom.toml"), ENTRY).unwrap();
+        let provenance = Provenance {
+            vendor: "Zoom.txt",
+            retrieved: "2026-11-29",
+        };
+        let list = nets(&["3.7.35.0/25"]);
+        let refused = |service: &str| match import(&dir, service, &list, &provenance, true) {
+            Err(e @ ImportError::BadService { .. }) => e.to_string(),
+            other => panic!("{service}: {other:?}"),
+        };
+        // `catalog/../policy.toml` is the policy itself.
+        assert_eq!(
+            refused("../policy"),
+            "--service `../policy`: service id `../policy` may only use a-z, 0-9 and '-'"
+        );
+        for service in ["/tmp/zoom", "zoom/../zoom", "zoom.toml", "Zoom", ""] {
+            refused(service);
+        }
+        assert_eq!(
+            refused("none"),
+            "--service `none`: service id `none` is reserved: it names the absence of a service id"
+        );
+        assert_eq!(fs::read_to_string(dir.join("policy.toml")).unwrap(), policy);
+        // An id is imported as before.
+        let done = import(&dir, "zoom", &list, &provenance, true).unwrap();
+        assert_eq!((done.before, done.after), (2, 1));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

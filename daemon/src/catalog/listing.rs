@@ -40,13 +40,29 @@ pub fn rows(catalog: &Catalog, today: Date) -> Vec<Row> {
         .collect()
 }
 
-/// A warning for each service whose data is older than `max_days`, at the place of its id.
+/// A warning for each service whose data is older than `max_days`, at the place of its id, and
+/// for each whose `retrieved` date is after today, at the date.
+///
+/// A date in the future is a typo (of the year, most often) or a guess, and such data would
+/// never be found stale. It is a warning, not an error, like the age: both depend on the
+/// clock, and a machine whose clock is wrong must not lose its policy over it.
 #[must_use]
 pub fn stale(catalog: &Catalog, today: Date, max_days: u32) -> Vec<String> {
     catalog
         .services()
         .filter_map(|(_, s)| {
             let age = days(today) - days(s.source.retrieved);
+            if age < 0 {
+                return Some(format!(
+                    "{}: the data of `{}` was retrieved {}, {} days from today ({today}): a date \
+                     in the future is a mistake, and its data would never be found stale; write \
+                     the day it was retrieved",
+                    s.places.retrieved,
+                    s.id,
+                    s.source.retrieved,
+                    -age
+                ));
+            }
             (age > i64::from(max_days)).then(|| {
                 format!(
                     "{}: the data of `{}` was retrieved {} ({age} days ago, more than the {max_days} \

@@ -2,6 +2,7 @@
 //! service, under which jurisdiction, and how to recognise its traffic (domain suffixes,
 //! address prefixes, ports). Operators describe their own services the same way.
 
+mod claims;
 mod file;
 pub mod import;
 pub mod listing;
@@ -43,6 +44,22 @@ pub struct Service {
     pub prefixes: Vec<(IpNet, Place)>,
     /// Where the id is written.
     pub place: Place,
+    /// Where the other values are written.
+    pub(crate) places: Places,
+}
+
+/// Where a service's values are written, for the diagnostics about them that come after
+/// validation (two services that claim the same one, a kernel table they overflow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Places {
+    /// Indexed like `Service::domains`.
+    pub domains: Vec<Place>,
+    /// Indexed like `Service::stun_attributes`.
+    pub stun_attributes: Vec<Place>,
+    /// Each port entry marked `signal = true`, with where the mark is written.
+    pub signals: Vec<(ServicePorts, Place)>,
+    /// The date in `[source] retrieved`.
+    pub retrieved: Place,
 }
 
 /// Where a service's data came from, and how old it is.
@@ -111,10 +128,9 @@ impl Catalog {
 pub(crate) fn parse(files: &[SourceText<'_>], report: &mut Report) -> Catalog {
     let mut by_id: BTreeMap<String, Service> = BTreeMap::new();
     let mut broken = BTreeSet::new();
-    let mut signals = Vec::new();
     for src in files {
         let stem = stem(&src.name);
-        let Some((service, places)) = parse_file(src, stem, report) else {
+        let Some(service) = parse_file(src, stem, report) else {
             broken.insert(stem.to_owned());
             continue;
         };
@@ -125,36 +141,28 @@ pub(crate) fn parse(files: &[SourceText<'_>], report: &mut Report) -> Catalog {
             };
             report.error(&service.place, problem);
         } else {
-            signals.extend(places.into_iter().map(|(ports, place)| Signal {
-                service: service.id.clone(),
-                ports,
-                place,
-            }));
             by_id.insert(service.id.clone(), service);
         }
     }
     let services: Vec<Service> = by_id.into_values().collect();
     check_capacity(&services, report);
-    check_signals(&services, &signals, report);
+    check_signals(&services, report);
+    claims::check(&services, report);
     Catalog { services, broken }
-}
-
-/// A port entry marked `signal = true`, with where the mark is written.
-struct Signal {
-    service: String,
-    ports: ServicePorts,
-    place: Place,
 }
 
 /// A signal tags a flow that nothing stronger explains with its service: on the ports of a
 /// sovereign service it would tag that service's own flows (its media, when its addresses are
 /// not listed) as the other one, and a policy that blocks the other would block it.
-fn check_signals(services: &[Service], signals: &[Signal], report: &mut Report) {
-    for signal in signals {
-        let (proto, range) = (signal.ports.proto, signal.ports.range);
+fn check_signals(services: &[Service], report: &mut Report) {
+    let signals = services
+        .iter()
+        .flat_map(|s| s.places.signals.iter().map(move |signal| (s, signal)));
+    for (service, (ports, place)) in signals {
+        let (proto, range) = (ports.proto, ports.range);
         for sovereign in services
             .iter()
-            .filter(|s| s.sovereign && s.id != signal.service)
+            .filter(|s| s.sovereign && s.id != service.id)
         {
             let hit = sovereign
                 .ports
@@ -168,7 +176,7 @@ fn check_signals(services: &[Service], signals: &[Signal], report: &mut Report) 
                     service_ports: hit.range.to_string(),
                     place: sovereign.place.clone(),
                 };
-                report.error(&signal.place, problem);
+                report.error(place, problem);
             }
         }
     }
@@ -193,13 +201,8 @@ fn check_capacity(services: &[Service], report: &mut Report) {
     }
 }
 
-/// The service and its signal port entries with their places, or `None` when the file has
-/// errors (all of them reported).
-fn parse_file(
-    src: &SourceText<'_>,
-    stem: &str,
-    report: &mut Report,
-) -> Option<(Service, Vec<(ServicePorts, Place)>)> {
+/// The service, or `None` when the file has errors (all of them reported).
+fn parse_file(src: &SourceText<'_>, stem: &str, report: &mut Report) -> Option<Service> {
     let file: ServiceFile = src.parse(report)?;
     let errors_before = report.error_count();
     let service = validate(file, src, stem, report);
@@ -211,12 +214,12 @@ fn validate(
     src: &SourceText<'_>,
     stem: &str,
     report: &mut Report,
-) -> Option<(Service, Vec<(ServicePorts, Place)>)> {
+) -> Option<Service> {
     check_identity(&file, src, stem, report);
     let domains = valid(&file.domains, src, report, |d| {
         syntax::domain(d).map(|()| d.to_owned())
     });
-    let domains = domains.into_iter().map(|(domain, _)| domain).collect();
+    let (domains, domain_places) = domains.into_iter().unzip();
     let prefixes = valid(&file.prefixes, src, report, syntax::prefix);
     let ports: Vec<(ServicePorts, Option<Place>)> = file
         .ports
@@ -227,11 +230,18 @@ fn validate(
         .iter()
         .filter_map(|(p, place)| Some((*p, place.clone()?)))
         .collect();
+    let retrieved_place = src.at(&file.source.retrieved);
     let retrieved = report.take(
-        &src.at(&file.source.retrieved),
+        &retrieved_place,
         syntax::date(file.source.retrieved.as_ref()),
     )?;
-    let service = Service {
+    let places = Places {
+        domains: domain_places,
+        stun_attributes: file.stun_attributes.iter().map(|a| src.at(a)).collect(),
+        signals,
+        retrieved: retrieved_place,
+    };
+    Some(Service {
         place: src.at(&file.id),
         id: file.id.into_inner(),
         name: file.name.into_inner(),
@@ -241,15 +251,19 @@ fn validate(
         sovereign: file.sovereign,
         domains,
         asns: file.asns,
-        stun_attributes: file.stun_attributes,
+        stun_attributes: file
+            .stun_attributes
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
         source: Provenance {
             vendor: file.source.vendor.into_inner(),
             retrieved,
         },
         ports: ports.into_iter().map(|(p, _)| p).collect(),
         prefixes,
-    };
-    Some((service, signals))
+        places,
+    })
 }
 
 /// Each value that passes `check`, with its place; the others are reported.

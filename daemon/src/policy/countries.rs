@@ -77,6 +77,11 @@ impl Sets {
                 report.error(&place, Problem::ReservedCountrySet(name.as_ref().clone()));
                 continue;
             }
+            // Empty, it would be about no country, and its `non-` about all of them: never
+            // what was meant.
+            if members.is_empty() {
+                report.error(&place, Problem::EmptyCountrySet(name.as_ref().clone()));
+            }
             let mut codes = BTreeSet::new();
             for member in members {
                 match member.as_ref().as_str() {
@@ -87,7 +92,8 @@ impl Sets {
                         Some(set) => codes.extend(set.codes),
                         None => report.error(
                             &src.at(member),
-                            Problem::BadCountrySetMember(other.to_owned()),
+                            syntax::unassigned_country(other)
+                                .unwrap_or_else(|| Problem::BadCountrySetMember(other.to_owned())),
                         ),
                     },
                 }
@@ -125,10 +131,9 @@ impl Sets {
             .filter_map(|name| {
                 let set = self.resolve(name.as_ref());
                 if set.is_none() {
-                    report.error(
-                        &src.at(name),
-                        Problem::UnknownCountrySet(name.as_ref().clone()),
-                    );
+                    let problem = syntax::unassigned_country(name.as_ref())
+                        .unwrap_or_else(|| Problem::UnknownCountrySet(name.as_ref().clone()));
+                    report.error(&src.at(name), problem);
                 }
                 set
             })
@@ -175,7 +180,7 @@ pub struct CountryEntries {
 /// Lays the networks of the countries the rules name over the services' prefixes.
 pub(super) fn overlay(
     destinations: Destinations,
-    rules: &RuleCountries,
+    rules: &[(u32, Vec<CountrySet>)],
     geoip: &GeoIp,
 ) -> Result<(Destinations, CountryEntries), crate::geoip::GeoIpError> {
     let mut memo: HashMap<String, u64> = HashMap::new();
@@ -301,6 +306,8 @@ mod tests {
         assert!(!sets.resolve("non-eu").unwrap().contains("DE"));
         assert!(sets.resolve("CN").unwrap().contains("CN"));
         assert!(sets.resolve("cn").is_none());
+        assert!(sets.resolve("UK").is_none());
+        assert!(sets.resolve("non-UK").is_none());
         assert!(sets.resolve("five-eyes").is_none());
     }
 

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::catalog::Catalog;
 
+#[derive(Clone)]
 pub(super) struct Destinations {
     pub v4: Vec<(Ipv4Net, Destination)>,
     pub v6: Vec<(Ipv6Net, Destination)>,

@@ -20,6 +20,9 @@ pub(super) struct Groups {
     pub names: Vec<String>,
     pub sources_v4: Vec<(Ipv4Net, u32)>,
     pub sources_v6: Vec<(Ipv6Net, u32)>,
+    /// Each prefix the groups hold, in the order written (groups in name order), with its
+    /// place: which one goes past the kernel's table, when the groups hold too many.
+    pub written: Vec<(IpNet, Place)>,
 }
 
 impl Groups {
@@ -64,6 +67,7 @@ pub(super) fn compile(
         names,
         sources_v4: aggregate(sources.v4),
         sources_v6: aggregate(sources.v6),
+        written: sources.written,
     }
 }
 
@@ -74,6 +78,7 @@ struct Sources {
     owners: HashMap<IpNet, (String, Place)>,
     v4: BTreeMap<Ipv4Net, u32>,
     v6: BTreeMap<Ipv6Net, u32>,
+    written: Vec<(IpNet, Place)>,
 }
 
 impl Sources {
@@ -109,6 +114,7 @@ impl Sources {
                 report.error(&place, problem);
             }
             Entry::Vacant(slot) => {
+                self.written.push((net, place.clone()));
                 slot.insert((group.to_owned(), place));
                 match net {
                     IpNet::V4(n) => self.v4.insert(n, id),

@@ -9,7 +9,9 @@
 
 mod aggregate;
 mod asns;
+mod capacity;
 mod countries;
+mod country_codes;
 mod destinations;
 pub mod diagnostic;
 mod file;
@@ -167,8 +169,20 @@ fn compile(
         let beside = root.join(DEFAULT_GEOIP);
         beside.is_file().then_some(beside)
     });
+    let policy = assemble(&body, &catalog, destinations, digest);
+    // Last, on the tables as the kernel gets them: a policy that does not fit is refused here,
+    // with its place, rather than when the maps are written.
+    let origins = capacity::Origins {
+        root,
+        body: &body,
+        catalog: &catalog,
+    };
+    capacity::check(&policy, &origins, &mut report);
+    if report.has_errors() {
+        return Err(report.into_errors());
+    }
     Ok(Compilation {
-        policy: assemble(body, &catalog, destinations, digest),
+        policy,
         warnings: report.into_warnings(),
         catalog,
         country_entries,
@@ -214,21 +228,23 @@ fn with_countries(
 }
 
 fn assemble(
-    body: Body,
+    body: &Body,
     catalog: &Catalog,
     destinations: Destinations,
     digest: String,
 ) -> CompiledPolicy {
+    // Copies (at most 64 rules and the groups' prefixes): the capacity check after it still
+    // needs the body to say where an overflow comes from.
     CompiledPolicy {
         settings: body.settings,
-        rules: body.rules.rows,
-        rule_info: body.rules.info,
+        rules: body.rules.rows.clone(),
+        rule_info: body.rules.info.clone(),
         services: service_table(catalog),
-        groups: body.groups.names,
+        groups: body.groups.names.clone(),
         destinations_v4: destinations.v4,
         destinations_v6: destinations.v6,
-        sources_v4: body.groups.sources_v4,
-        sources_v6: body.groups.sources_v6,
+        sources_v4: body.groups.sources_v4.clone(),
+        sources_v6: body.groups.sources_v6.clone(),
         domains: domain_table(catalog),
         stun_attributes: stun_table(catalog),
         port_signals: port_signal_table(catalog),

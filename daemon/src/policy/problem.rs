@@ -45,6 +45,8 @@ pub(crate) enum Problem {
         "jurisdiction `{0}` is not an ISO 3166-1 alpha-2 code (like \"US\"), a built-in set (eu, eea), a set of [country_sets], nor `non-` and a set"
     )]
     BadJurisdictionSet(String),
+    #[error("`{code}` is not an assigned ISO 3166-1 alpha-2 country code: {hint}")]
+    UnassignedCountry { code: String, hint: &'static str },
     #[error("domain suffix `{value}`: {reason}")]
     BadDomain { value: String, reason: &'static str },
     #[error("retrieved must be a date like 2024-06-01, without a time")]
@@ -108,6 +110,30 @@ pub(crate) enum Problem {
     #[error("service `{id}` is already defined at {first}")]
     DuplicateService { id: String, first: Place },
 
+    #[error(
+        "domain `{domain}` is {relation} sovereign service `{service}` ({place}): `{claimant}` would \
+         take its server names, and a policy that blocks `{claimant}` would block `{service}`"
+    )]
+    SovereignDomain {
+        domain: String,
+        /// "a domain of", or "under `x`, a domain of".
+        relation: String,
+        service: String,
+        place: Place,
+        claimant: String,
+    },
+    #[error(
+        "STUN attribute {attribute} is also listed by sovereign service `{service}` ({place}): the \
+         STUN table keeps `{claimant}`, first in id order, and a policy that blocks `{claimant}` \
+         would block `{service}`"
+    )]
+    SovereignStun {
+        attribute: String,
+        service: String,
+        place: Place,
+        claimant: String,
+    },
+
     // Policy.
     #[error("unknown service `{0}`: no catalog/{0}.toml")]
     UnknownService(String),
@@ -125,6 +151,16 @@ pub(crate) enum Problem {
     },
     #[error("too many {what}: the kernel holds at most {limit}")]
     TooMany { what: &'static str, limit: u32 },
+    #[error(
+        "too many {what}: the policy needs {needed}, the kernel holds {capacity} per policy slot; \
+         {cause}"
+    )]
+    Overflow {
+        what: &'static str,
+        needed: usize,
+        capacity: u32,
+        cause: &'static str,
+    },
     #[error("`{0}` is empty: remove the key to leave it unconstrained")]
     EmptyList(&'static str),
     #[error(
@@ -139,6 +175,11 @@ pub(crate) enum Problem {
 
     #[error("`{0}` is a built-in country set (eu, eea) or starts with `non-`: choose another name")]
     ReservedCountrySet(String),
+    #[error(
+        "country set `{0}` is empty: a rule would match no country with it, and every country with \
+         `non-{0}`; list its countries or remove it"
+    )]
+    EmptyCountrySet(String),
     #[error("`{0}` is neither a country code (two capital letters) nor a built-in set (eu, eea)")]
     BadCountrySetMember(String),
     #[error(
@@ -158,6 +199,34 @@ pub(crate) enum Problem {
     )]
     SharedPrefix {
         prefix: String,
+        first: String,
+        first_place: Place,
+    },
+    #[error(
+        "domain `{domain}` is also listed by service `{first}` ({first_place}): the name table keeps \
+         `{first}`"
+    )]
+    SharedDomain {
+        domain: String,
+        first: String,
+        first_place: Place,
+    },
+    #[error(
+        "STUN attribute {attribute} is also listed by service `{first}` ({first_place}): the STUN \
+         table keeps `{first}`"
+    )]
+    SharedStun {
+        attribute: String,
+        first: String,
+        first_place: Place,
+    },
+    #[error(
+        "{proto} {ports} is also a signal of service `{first}` ({first_place}): the signal table \
+         keeps `{first}`"
+    )]
+    SharedSignal {
+        proto: &'static str,
+        ports: String,
         first: String,
         first_place: Place,
     },

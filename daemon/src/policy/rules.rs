@@ -34,6 +34,8 @@ pub(super) struct Compiled {
     pub rows: Vec<Rule>,
     pub info: Vec<RuleInfo>,
     pub countries: RuleCountries,
+    /// Where the `countries` of each rule of `countries` are written (indexed like it).
+    pub country_places: Vec<Place>,
     /// Where each rule's name is written.
     pub places: Vec<Place>,
     /// The kernel ids each rule names in `services`: a rule that blocks one of them means to.
@@ -55,6 +57,7 @@ pub(super) fn compile(
     let mut named = Vec::with_capacity(tables.len());
     let mut port_warned = BTreeSet::new();
     let mut countries = RuleCountries::new();
+    let mut country_places = Vec::new();
     for (index, table) in tables.iter().enumerate() {
         if index == limits::MAX_RULES as usize {
             report.error(
@@ -75,6 +78,7 @@ pub(super) fn compile(
             row.classes = class;
             row.conditions |= condition::CLASSES;
             countries.push((bit, sets));
+            country_places.extend(rule.countries.as_ref().map(|c| cx.src.at(c)));
         }
         port_warned.extend(sovereign_ports.into_iter().map(|id| (rules.len(), id)));
         named.push(named_services(rule, cx.catalog));
@@ -97,6 +101,7 @@ pub(super) fn compile(
         rows: rules,
         info,
         countries,
+        country_places,
         places,
         named,
         port_warned,

@@ -144,10 +144,9 @@ fn by_jurisdiction(
     report: &mut Report,
 ) -> BTreeSet<u32> {
     let Some(set) = sets.resolve(name.as_ref()) else {
-        report.error(
-            &src.at(name),
-            Problem::BadJurisdictionSet(name.as_ref().clone()),
-        );
+        let problem = syntax::unassigned_country(name.as_ref())
+            .unwrap_or_else(|| Problem::BadJurisdictionSet(name.as_ref().clone()));
+        report.error(&src.at(name), problem);
         return BTreeSet::new();
     };
     let found = matching(catalog, |s| set.contains(&s.jurisdiction));

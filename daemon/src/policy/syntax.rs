@@ -186,12 +186,24 @@ pub(crate) fn jurisdiction(value: &str) -> Result<(), Problem> {
     if is_country_code(value) {
         Ok(())
     } else {
-        Err(Problem::BadJurisdiction(value.to_owned()))
+        Err(unassigned_country(value).unwrap_or_else(|| Problem::BadJurisdiction(value.to_owned())))
     }
 }
 
+/// An assigned ISO 3166-1 alpha-2 code (see `country_codes`).
 pub(crate) fn is_country_code(value: &str) -> bool {
-    value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase())
+    super::country_codes::is_assigned(value)
+}
+
+/// The problem with two capital letters that no country has (`UK`, `EL`), or `None` for a
+/// value that does not look like a country code at all (the caller's own message fits it
+/// better).
+pub(crate) fn unassigned_country(value: &str) -> Option<Problem> {
+    let looks_like_one = value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase());
+    (looks_like_one && !is_country_code(value)).then(|| Problem::UnassignedCountry {
+        code: value.to_owned(),
+        hint: super::country_codes::hint(value).unwrap_or("no country has it"),
+    })
 }
 
 pub(crate) fn non_empty(what: &'static str, value: &str) -> Result<(), Problem> {
