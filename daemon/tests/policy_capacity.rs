@@ -8,16 +8,9 @@ use std::{fmt::Write as _, path::PathBuf};
 use support::mmdb::{self, Value};
 use vigie::policy::{self, PolicyErrors};
 
-fn service(id: &str, extra: &str) -> (PathBuf, String) {
-    let text = format!(
-        "id = \"{id}\"\nname = \"{id}\"\noperator = \"op\"\njurisdiction = \"US\"\ncategory = \"conferencing\"\n\
-         {extra}\n[source]\nvendor = \"test\"\nretrieved = 2024-06-01\n"
-    );
-    (PathBuf::from(format!("catalog/{id}.toml")), text)
-}
-
-const SETTINGS: &str =
-    "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n";
+#[path = "support/files.rs"]
+mod files;
+use files::{SETTINGS, service};
 
 fn policy(text: &str) -> (PathBuf, String) {
     (PathBuf::from("policy.toml"), format!("{SETTINGS}{text}"))

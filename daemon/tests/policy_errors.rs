@@ -9,16 +9,9 @@ use std::{
 
 use vigie::policy::{self, PolicyErrors};
 
-fn service(id: &str, extra: &str) -> (PathBuf, String) {
-    let text = format!(
-        "id = \"{id}\"\nname = \"{id}\"\noperator = \"op\"\njurisdiction = \"US\"\ncategory = \"conferencing\"\n\
-         {extra}\n[source]\nvendor = \"test\"\nretrieved = 2024-06-01\n"
-    );
-    (PathBuf::from(format!("catalog/{id}.toml")), text)
-}
-
-const SETTINGS: &str =
-    "[settings]\nmode = \"enforce\"\ndefault = \"allow\"\nunparsed = \"allow\"\n";
+#[path = "support/files.rs"]
+mod files;
+use files::{SETTINGS, service};
 
 /// Two services and the policy text after `SETTINGS` (which takes lines 1-4).
 fn files(policy: &str) -> Vec<(PathBuf, String)> {

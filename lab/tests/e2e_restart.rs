@@ -148,18 +148,26 @@ fn tc_egress_restart_keeps_enforcement() {
     restart_keeps_enforcement(Hook::TcEgress);
 }
 
+/// A lab for one test of this file, holding the file's lock; None (the test skips, and fails
+/// under `VIGIE_REQUIRE_PRIVILEGED`) without the privileges.
+fn lab_alone(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Lab)> {
+    if !vigie_lab::privilege::privileged(test) {
+        return None;
+    }
+    let one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    Some((one, Lab::new(Path::new(PEER), vigie).unwrap()))
+}
+
 /// One daemon per pin directory: a second `vigie run` on the same pins is refused before it
 /// touches the kernel, naming the daemon in charge, and the first one's policy stays in force.
 #[test]
 fn a_second_daemon_on_the_same_pins_is_refused() {
-    if !vigie_lab::privilege::privileged("a_second_daemon_on_the_same_pins_is_refused") {
+    let Some((_one, lab)) = lab_alone("a_second_daemon_on_the_same_pins_is_refused") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    };
     let daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
     let before = daemon.status().unwrap();
     let pid = daemon.process().unwrap().pid();
@@ -192,14 +200,9 @@ fn a_second_daemon_on_the_same_pins_is_refused() {
 /// starts, and reloads.
 #[test]
 fn a_sighup_while_starting_does_not_end_the_daemon() {
-    if !vigie_lab::privilege::privileged("a_sighup_while_starting_does_not_end_the_daemon") {
+    let Some((_one, lab)) = lab_alone("a_sighup_while_starting_does_not_end_the_daemon") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    };
     let mut daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
     daemon.stop().unwrap();
     daemon
@@ -227,14 +230,9 @@ fn a_sighup_while_starting_does_not_end_the_daemon() {
 /// purpose), and only a daemon holding the pin directory's claim is stopped.
 #[test]
 fn detach_after_a_kill_signals_no_stale_pid() {
-    if !vigie_lab::privilege::privileged("detach_after_a_kill_signals_no_stale_pid") {
+    let Some((_one, lab)) = lab_alone("detach_after_a_kill_signals_no_stale_pid") else {
         return;
-    }
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
-    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    };
     let mut daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
     daemon.kill().unwrap();
     let mut bystander = std::process::Command::new("sleep")
