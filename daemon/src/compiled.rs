@@ -132,6 +132,27 @@ impl CompiledPolicy {
         numbering
     }
 
+    /// The numbering to keep after this policy (renumbered after `previous`): its services'
+    /// numbers, and the numbers `previous` reserved that no service of this policy took (those
+    /// of removed services, which flows may still name).
+    #[must_use]
+    pub fn numbering_after(&self, previous: Option<&[String]>) -> Vec<String> {
+        let mut numbering = self.service_numbering();
+        let previous = previous.unwrap_or_default();
+        if numbering.len() < previous.len() {
+            numbering.resize(previous.len(), String::new());
+        }
+        for (number, name) in numbering.iter_mut().enumerate().skip(1) {
+            if name.is_empty()
+                && let Some(reserved) = previous.get(number)
+                && !self.services.iter().any(|s| &s.id == reserved)
+            {
+                name.clone_from(reserved);
+            }
+        }
+        numbering
+    }
+
     /// Renumbers the services so that each one `previous` numbered keeps its number, and a new
     /// one takes a number `previous` never gave (the numbers of removed services stay
     /// reserved): the kernel keeps a flow's service as a number (the evidence of a TLS or QUIC
@@ -326,6 +347,20 @@ mod tests {
         assert_eq!(later.service_numbering(), ["", "", "zoom", "aaa", "bbb"]);
         assert_eq!(later.service_name(1), None);
         assert_eq!(zoom_numbers(&later), (2, [1 << 2, 0], 2, 2));
+
+        // A removed service that held the highest number keeps it too (the numbering kept
+        // after a policy is what it numbers plus what earlier ones reserved).
+        let kept = later.numbering_after(Some(&after.service_numbering()));
+        assert_eq!(kept, ["", "teams", "zoom", "aaa", "bbb"]);
+        let mut without_bbb = policy(&[("aaa", ""), ("zoom", ZOOM)]);
+        assert!(without_bbb.keep_service_numbers(&kept));
+        let kept = without_bbb.numbering_after(Some(&kept));
+        let mut newcomer = policy(&[("aaa", ""), ("ccc", ""), ("zoom", ZOOM)]);
+        assert!(newcomer.keep_service_numbers(&kept));
+        assert_eq!(
+            newcomer.service_numbering(),
+            ["", "", "zoom", "aaa", "", "ccc"]
+        );
 
         // The same files again: nothing moves, and the policy is equal to the one in force.
         let mut again = policy(&[("aaa", ""), ("bbb", ""), ("zoom", ZOOM)]);

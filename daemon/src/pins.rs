@@ -121,13 +121,22 @@ pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
         .open(&path)
         .map_err(io(&path))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(held) => Ok(DaemonLock { _held: held }),
+        Ok(held) => {
+            // The holder's pid, for `status` and `detach` (the state file names the daemon
+            // only once it has applied a policy, and a killed one's pid stays there).
+            let mut file: &fs::File = &held;
+            file.set_len(0)
+                .and_then(|()| {
+                    std::io::Write::write_all(&mut file, std::process::id().to_string().as_bytes())
+                })
+                .map_err(io(&path))?;
+            Ok(DaemonLock { _held: held })
+        }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(PinsError::Busy {
             path: pin_dir.to_owned(),
-            pid: read_state(pin_dir)
+            pid: fs::read_to_string(&path)
                 .ok()
-                .flatten()
-                .and_then(|s| s.daemon_pid),
+                .and_then(|text| text.trim().parse().ok()),
         }),
         Err((_, errno)) => Err(PinsError::Io {
             path,
@@ -136,17 +145,21 @@ pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
     }
 }
 
-/// Whether a daemon runs for `pin_dir`, as its claim says: `Some(true)` if the lock is held,
-/// `Some(false)` if it is free (a pid the state file still names is then stale: its daemon was
-/// killed, and the number may belong to another process by now), `None` if there is no lock
-/// file (no daemon of this version ever ran here).
+/// Who claims `pin_dir`, as its lock says: `Some(Some(pid))` while a daemon holds it (the pid
+/// it wrote there), `Some(None)` if it is free (a pid the state file still names is then
+/// stale: its daemon was killed, and the number may belong to another process by now), `None`
+/// if there is no lock file (no daemon of this version ever ran here).
 #[must_use]
-pub fn daemon_claimed(pin_dir: &Path) -> Option<bool> {
+pub fn claimant(pin_dir: &Path) -> Option<Option<u32>> {
     let path = state_path(pin_dir).with_extension("lock");
     let file = fs::File::open(&path).ok()?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
-        Ok(_probe) => Some(false),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Some(true),
+        Ok(_probe) => Some(None),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Some(
+            fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok()),
+        ),
         Err(_) => None,
     }
 }

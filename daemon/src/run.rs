@@ -175,12 +175,9 @@ impl Daemon {
     fn apply(&mut self, mut policy: CompiledPolicy, catalog: &Catalog) -> Result<()> {
         // Services keep the numbers the policy in force (or, at a start, the previous
         // daemon's) gave them: the kernel's flows and learned addresses hold those numbers.
-        let previous = match &self.current {
-            Some(current) => Some(current.service_numbering()),
-            None => self.state.service_numbering.clone(),
-        };
-        if let Some(previous) = previous
-            && !policy.keep_service_numbers(&previous)
+        let previous = self.state.service_numbering.clone();
+        if let Some(previous) = &previous
+            && !policy.keep_service_numbers(previous)
         {
             warn!(
                 "more services than the kernel numbers with those of removed services reserved: \
@@ -215,7 +212,7 @@ impl Daemon {
             .applied(generation, Arc::clone(&policy), catalog);
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
-        self.state.service_numbering = Some(policy.service_numbering());
+        self.state.service_numbering = Some(policy.numbering_after(previous.as_deref()));
         self.state.policy_source = Some(self.source.describe());
         pins::write_state(&self.pin_dir, &self.state)?;
         info!(
@@ -450,8 +447,9 @@ fn adopted_generation(
 }
 
 /// Tells the event writer to stop, and waits for it: it reads what the ring still holds and
-/// reports the repeats its open windows counted. A sink that hangs does not keep the daemon
-/// from stopping.
+/// reports the repeats its open windows counted. The wait is bounded, but the writes are
+/// blocking: a sink that never accepts a line (a pipe nobody reads) holds the process as it
+/// did before the stop.
 async fn stop_event_writer(
     stop: tokio::sync::oneshot::Sender<()>,
     writer: tokio::task::JoinHandle<()>,
@@ -466,6 +464,10 @@ async fn stop_event_writer(
         );
     }
 }
+
+/// Records the event writer reads at most when the daemon stops (the 1 MiB ring holds some
+/// 10,000).
+const LAST_DRAIN: usize = 1 << 16;
 
 /// How long a stopping daemon waits for the event writer's last lines.
 const EVENTS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -508,7 +510,7 @@ impl EventWriter {
                     }
                 }
                 _ = &mut stop => {
-                    let flushed = self.drain(ring.get_mut()).and_then(|()| {
+                    let flushed = self.drain_at_most(ring.get_mut(), LAST_DRAIN).and_then(|()| {
                         let summaries = self.aggregator.close_all();
                         self.write_summaries(&summaries)
                     });
@@ -530,7 +532,16 @@ impl EventWriter {
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> std::io::Result<()> {
-        while let Some(item) = ring.next() {
+        self.drain_at_most(ring, usize::MAX)
+    }
+
+    /// Reads at most `limit` records: the last read, at a stop, must end even under a flood of
+    /// new flows.
+    fn drain_at_most(&mut self, ring: &mut RingBuf<MapData>, limit: usize) -> std::io::Result<()> {
+        for _ in 0..limit {
+            let Some(item) = ring.next() else {
+                break;
+            };
             let Some(event) = events::decode(&item) else {
                 continue;
             };

@@ -99,7 +99,7 @@ pub fn read(pin_dir: &Path) -> Result<Status> {
         active_slot: active.slot,
         attachments,
         daemon_pid: state.daemon_pid,
-        daemon_running: daemon_running(pin_dir, state.daemon_pid),
+        daemon_running: running_daemon(pin_dir, state.daemon_pid).is_some(),
         policy_digest: state.policy_digest,
         policy_source: state.policy_source,
         flows,
@@ -164,20 +164,20 @@ pub fn print(status: &Status, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Whether the daemon the state names still runs: its claim on the pin directory decides
-/// (a killed daemon's pid may have been given to another process since); without a claim file
-/// (a daemon of an earlier version), whether the pid is alive.
-fn daemon_running(pin_dir: &Path, pid: Option<u32>) -> bool {
-    match pins::daemon_claimed(pin_dir) {
-        Some(claimed) => claimed && pid.is_some(),
-        None => pid.is_some_and(pid_alive),
+/// The daemon that runs for this pin directory: the one holding its claim (a killed daemon's
+/// pid, left in the state file, may have been given to another process since); without a
+/// claim file (a daemon of an earlier version), the state's pid if it is alive.
+fn running_daemon(pin_dir: &Path, state_pid: Option<u32>) -> Option<u32> {
+    match pins::claimant(pin_dir) {
+        Some(holder) => holder,
+        None => state_pid.filter(|&p| pid_alive(p)),
     }
 }
 
 /// Stops a running daemon of this pin directory, then removes attachments, pins and maps.
 pub fn detach(pin_dir: &Path) -> Result<Vec<Attachment>> {
     let pid = pins::read_state(pin_dir)?.and_then(|s| s.daemon_pid);
-    if let Some(pid) = pid.filter(|_| daemon_running(pin_dir, pid)) {
+    if let Some(pid) = running_daemon(pin_dir, pid) {
         stop_daemon(pid);
     }
     loader::detach(pin_dir).with_context(|| format!("detaching {}", pin_dir.display()))

@@ -138,6 +138,9 @@ impl Learner {
                         && policy
                             .services
                             .get(value.service as usize)
+                            // A number no service holds now (a removed service's) is not
+                            // adopted under the empty name of the gap.
+                            .filter(|s| !s.id.is_empty())
                             .is_some_and(|s| {
                                 self.table.adopt(
                                     addr,

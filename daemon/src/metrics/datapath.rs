@@ -359,9 +359,13 @@ impl DatapathCollector {
 
     fn sum(&self, name: &str, count: u32) -> Option<Vec<u64>> {
         let array = PerCpuArray::<MapData, u64>::try_from(self.open(name)?).ok()?;
-        (0..count)
-            .map(|i| array.get(&i, 0).ok().map(|v| v.iter().sum()))
-            .collect()
+        // Indexes past the map's end read 0: a map pinned by an earlier version, adopted with
+        // fewer entries than this one counts, still reports what it has.
+        Some(
+            (0..count)
+                .map(|i| array.get(&i, 0).map_or(0, |v| v.iter().sum()))
+                .collect(),
+        )
     }
 }
 
