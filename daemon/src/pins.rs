@@ -248,6 +248,15 @@ pub fn remove_all(pin_dir: &Path) -> Result<(), PinsError> {
     if state.exists() {
         fs::remove_file(&state).map_err(io(&state))?;
     }
+    // The claim's file goes too, unless a daemon holds it still (removed under a holder, a
+    // new file would let a second daemon claim the directory beside it).
+    let lock = state.with_extension("lock");
+    if let Ok(file) = fs::File::open(&lock)
+        && let Ok(_free) =
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        fs::remove_file(&lock).map_err(io(&lock))?;
+    }
     if pin_dir.exists() {
         let mounted_here =
             is_bpffs(pin_dir) && pin_dir.parent().is_some_and(|parent| !is_bpffs(parent));
