@@ -172,7 +172,9 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             return Outcome::Drop;
         }
         if cached.generation == active.generation {
-            if reads_name(&cached, packet) {
+            // Only the client's segments: the server's data (a banner, before any hello) is
+            // not the stream the walk follows, and would end it before the hello.
+            if direction == Direction::Outbound && reads_name(&cached, packet) {
                 return name_segment(ctx, key, packet, len, entry, cached, false);
             }
             if reads_stun(&cached, packet) {

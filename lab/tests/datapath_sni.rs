@@ -281,3 +281,39 @@ fn only_flows_from_the_lan_are_read() {
     assert_eq!(run(&mut sandbox, Hook::TcReply, &reply), Outcome::Pass);
     assert_eq!(stat(&sandbox, stat::SNI_READ), 0);
 }
+
+#[test]
+fn server_data_before_the_hello_does_not_end_the_walk() {
+    if !vigie_lab::privilege::privileged("server_data_before_the_hello_does_not_end_the_walk") {
+        return;
+    }
+    // A server that speaks first (a banner) on a flow the LAN opened: its data is not the
+    // client's stream, and the ClientHello that follows is still read. Walked, the banner
+    // ended the walk ("not TLS") and the hello went unread, whatever name it carried.
+    let record = ClientHello::named("zoom.us").record();
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(
+            run(&mut sandbox, hook, &syn()),
+            Outcome::Pass,
+            "{hook:?}: SYN"
+        );
+        let banner = Frame::tcp4(FINANCE_HOST, PORT, UNKNOWN_HOST, 443)
+            .tcp_flags(tcp_flags::ACK | tcp_flags::PSH)
+            .payload(b"SSH-2.0-banner\r\n")
+            .reversed()
+            .build();
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &banner),
+            Outcome::Pass,
+            "{hook:?}: banner"
+        );
+        assert_ne!(the_flow(&sandbox).flags & flags::SNI_PENDING, 0, "{hook:?}");
+        assert_eq!(
+            run(&mut sandbox, hook, &segment(0, &record)),
+            Outcome::Drop,
+            "{hook:?}: the hello"
+        );
+        assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
+    }
+}
