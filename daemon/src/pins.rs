@@ -111,7 +111,7 @@ pub struct DaemonLock {
 
 /// Claims `pin_dir` for this daemon; refused while another daemon holds it.
 pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
-    let path = state_path(pin_dir).with_extension("lock");
+    let path = lock_path(pin_dir);
     let dir = path.parent().unwrap_or(Path::new("/run"));
     fs::create_dir_all(dir).map_err(io(dir))?;
     let file = fs::OpenOptions::new()
@@ -134,9 +134,7 @@ pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(PinsError::Busy {
             path: pin_dir.to_owned(),
-            pid: fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| text.trim().parse().ok()),
+            pid: holder(&path),
         }),
         Err((_, errno)) => Err(PinsError::Io {
             path,
@@ -151,17 +149,25 @@ pub fn lock_daemon(pin_dir: &Path) -> Result<DaemonLock, PinsError> {
 /// if there is no lock file (no daemon of this version ever ran here).
 #[must_use]
 pub fn claimant(pin_dir: &Path) -> Option<Option<u32>> {
-    let path = state_path(pin_dir).with_extension("lock");
+    let path = lock_path(pin_dir);
     let file = fs::File::open(&path).ok()?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
         Ok(_probe) => Some(None),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Some(
-            fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| text.trim().parse().ok()),
-        ),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Some(holder(&path)),
         Err(_) => None,
     }
+}
+
+/// The claim's file, beside the state file.
+fn lock_path(pin_dir: &Path) -> PathBuf {
+    state_path(pin_dir).with_extension("lock")
+}
+
+/// The pid the claim's holder wrote in it.
+fn holder(lock: &Path) -> Option<u32> {
+    fs::read_to_string(lock)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
 }
 
 fn state_path(pin_dir: &Path) -> PathBuf {
@@ -250,7 +256,7 @@ pub fn remove_all(pin_dir: &Path) -> Result<(), PinsError> {
     }
     // The claim's file goes too, unless a daemon holds it still (removed under a holder, a
     // new file would let a second daemon claim the directory beside it).
-    let lock = state.with_extension("lock");
+    let lock = lock_path(pin_dir);
     if let Ok(file) = fs::File::open(&lock)
         && let Ok(_free) =
             nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
