@@ -94,6 +94,8 @@ mod tests {
         proto: 0,
         port_min: 0,
         port_max: u16::MAX,
+        number: 0,
+        pad: 0,
     };
 
     fn flow(service: u32, group: u32, proto: u8, port: u16) -> Subject {

@@ -71,6 +71,12 @@ pub struct Rule {
     /// Inclusive range of the remote (service-side) port; 0..=65535 for any.
     pub port_min: u16,
     pub port_max: u16,
+    /// The rule's number in counters, flow entries and events: kept by the daemon for the
+    /// rule's name across reloads and restarts (see the daemon's `numbering`), unlike its
+    /// position, so that inserting a rule never moves what earlier rules counted under
+    /// another rule's name.
+    pub number: u32,
+    pub pad: u32,
 }
 
 /// Value of the destination prefix tries: what the address table says of a remote address.

@@ -145,7 +145,7 @@ fn dst_v4(slot: u32, addr: u32) -> u32 {
 /// - `flow`: service (bits 0-15), group (16-31), protocol (32-39), remote port (40-55)
 /// - `classes`: the destination's classes
 ///
-/// Returns the rule number (bits 0-31), the action (32-39), and bit 48 set if a rule matched.
+/// Returns the matching rule's `number` (bits 0-15; `rule::DEFAULT` for the default), the action (32-39), and bit 48 set if a rule matched.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn vigie_first_match(policy: u64, flow: u64, classes: u64) -> u64 {
@@ -168,7 +168,9 @@ pub extern "C" fn vigie_first_match(policy: u64, flow: u64, classes: u64) -> u64
             break;
         };
         if matches(rule, &subject) {
-            return u64::from(index) | (u64::from(rule.action & 0xff) << 32) | MATCHED_BIT;
+            return u64::from(rule.number & 0xffff)
+                | (u64::from(rule.action & 0xff) << 32)
+                | MATCHED_BIT;
         }
     }
     u64::from(rule_no::DEFAULT) | (default_action << 32)

@@ -208,7 +208,12 @@ impl PolicySpec {
                 unparsed_action: self.unparsed_action,
                 holds_quic: 0,
             },
-            rules: self.rules.iter().map(|(_, r)| *r).collect(),
+            rules: self
+                .rules
+                .iter()
+                .zip(0u32..)
+                .map(|((_, r), number)| Rule { number, ..*r })
+                .collect(),
             rule_info: self
                 .rules
                 .iter()

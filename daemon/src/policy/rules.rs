@@ -82,6 +82,8 @@ pub(super) fn compile(
         }
         port_warned.extend(sovereign_ports.into_iter().map(|id| (rules.len(), id)));
         named.push(named_services(rule, cx.catalog));
+        // Its position until the daemon renumbers the rules after the policy in force.
+        row.number = rules.len() as u32;
         rules.push(row);
         let place = cx.src.at(&rule.name);
         info.push(RuleInfo {
@@ -270,6 +272,7 @@ fn row(selection: &Selection, sources: Sources, transport: &Transport, action: u
         proto: transport.proto.map_or(0, Proto::number),
         port_min: ports.min,
         port_max: ports.max,
+        ..Rule::default()
     }
 }
 

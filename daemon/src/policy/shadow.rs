@@ -166,6 +166,8 @@ mod tests {
         proto: 0,
         port_min: 0,
         port_max: u16::MAX,
+        number: 0,
+        pad: 0,
     };
     const UNIVERSE: Universe = Universe {
         services: 4,
