@@ -29,7 +29,9 @@ pub enum WatchError {
 pub struct PolicyWatch {
     changes: mpsc::Receiver<()>,
     /// Kept alive: dropping it stops the notifications.
-    _watcher: RecommendedWatcher,
+    watcher: RecommendedWatcher,
+    /// The policy directory, as given.
+    dir: PathBuf,
     watched: Vec<PathBuf>,
 }
 
@@ -50,27 +52,58 @@ impl PolicyWatch {
                 path: dir.to_owned(),
                 source,
             })?;
+        let mut watch = Self {
+            changes,
+            watcher,
+            dir: dir.to_owned(),
+            watched: Vec::new(),
+        };
+        watch.follow()?;
+        Ok(watch)
+    }
+
+    /// The real paths of the directory, its `catalog/` and `geoip/` as they are now: each on
+    /// its own and by its real path, since a link (the examples link the shipped catalog) is
+    /// not followed by a recursive watch. A directory that does not exist is left out.
+    fn real_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
-        for path in [dir.to_owned(), dir.join("catalog"), dir.join("geoip")] {
-            let Ok(real) = std::fs::canonicalize(&path) else {
-                continue;
-            };
-            if dirs.contains(&real) {
-                continue;
+        for path in [
+            self.dir.clone(),
+            self.dir.join("catalog"),
+            self.dir.join("geoip"),
+        ] {
+            if let Ok(real) = std::fs::canonicalize(&path)
+                && !dirs.contains(&real)
+            {
+                dirs.push(real);
             }
-            watcher
-                .watch(&real, RecursiveMode::NonRecursive)
+        }
+        dirs
+    }
+
+    /// Watches the directories where their links point now, and no longer where they pointed:
+    /// an operator who switches `catalog` to another directory (`ln -sfn`, or a
+    /// configuration manager's atomic link swap) expects the next edit there to count, and
+    /// a directory created after the start (`geoip/`) is watched from then on.
+    fn follow(&mut self) -> Result<(), WatchError> {
+        let now = self.real_dirs();
+        for gone in self.watched.iter().filter(|d| !now.contains(d)) {
+            // The directory may be gone already, which ended its watch.
+            let _ = self.watcher.unwatch(gone);
+        }
+        // Every directory again, not only new ones: one deleted and made again at the same
+        // path (`rm -r catalog && cp -r new catalog`) lost its watch with its inode.
+        self.watched.clear();
+        for dir in now {
+            self.watcher
+                .watch(&dir, RecursiveMode::NonRecursive)
                 .map_err(|source| WatchError::Watch {
-                    path: real.clone(),
+                    path: dir.clone(),
                     source,
                 })?;
-            dirs.push(real);
+            self.watched.push(dir);
         }
-        Ok(Self {
-            changes,
-            _watcher: watcher,
-            watched: dirs,
-        })
+        Ok(())
     }
 
     /// The directories watched, by their real paths.
@@ -87,9 +120,15 @@ impl PolicyWatch {
         }
         loop {
             tokio::select! {
-                () = tokio::time::sleep(SETTLE) => return,
-                more = self.changes.recv() => if more.is_none() { return },
+                () = tokio::time::sleep(SETTLE) => break,
+                more = self.changes.recv() => if more.is_none() { break },
             }
+        }
+        // The change may have moved a link: the next ones are watched where it points now. A
+        // directory that cannot be watched any more is said, and the change still reported:
+        // the reload that follows shows what is wrong with the files.
+        if let Err(e) = self.follow() {
+            tracing::warn!("{e}");
         }
     }
 }
@@ -127,6 +166,86 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), watch.changed())
             .await
             .expect("a change in the linked catalog is reported");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_switched_link_is_followed_to_its_new_directory() {
+        let root = std::env::temp_dir().join(format!("vigie-watch-switch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (first, second, policy) = (root.join("v1"), root.join("v2"), root.join("policy"));
+        for dir in [&first, &second, &policy] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::os::unix::fs::symlink(&first, policy.join("catalog")).unwrap();
+        let mut watch = PolicyWatch::new(&policy).unwrap();
+
+        // `ln -sfn v2 catalog`: a new link renamed over the old one.
+        std::os::unix::fs::symlink(&second, policy.join("catalog.new")).unwrap();
+        std::fs::rename(policy.join("catalog.new"), policy.join("catalog")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the switch is reported");
+        let second_real = std::fs::canonicalize(&second).unwrap();
+        assert!(
+            watch.watched().contains(&second_real),
+            "{:?}",
+            watch.watched()
+        );
+        assert!(
+            !watch
+                .watched()
+                .contains(&std::fs::canonicalize(&first).unwrap())
+        );
+
+        // An edit in the directory the link points to now counts; one in the old does not.
+        std::fs::write(first.join("zoom.toml"), "id = \"zoom\"\n").unwrap();
+        assert!(
+            tokio::time::timeout(SETTLE * 3, watch.changed())
+                .await
+                .is_err(),
+            "the old directory is no longer watched"
+        );
+        std::fs::write(second.join("zoom.toml"), "id = \"zoom\"\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("a change in the directory the link points to now is reported");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_catalog_replaced_by_a_copy_is_watched_again() {
+        let root = std::env::temp_dir().join(format!("vigie-watch-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("catalog")).unwrap();
+        let mut watch = PolicyWatch::new(&root).unwrap();
+        std::fs::remove_dir_all(root.join("catalog")).unwrap();
+        std::fs::create_dir(root.join("catalog")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the replacement is reported");
+        std::fs::write(root.join("catalog").join("zoom.toml"), b"x").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("an edit in the new catalog is reported");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_directory_made_after_the_start_is_watched() {
+        let root = std::env::temp_dir().join(format!("vigie-watch-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let mut watch = PolicyWatch::new(&root).unwrap();
+        assert_eq!(watch.watched().len(), 1);
+        std::fs::create_dir(root.join("geoip")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the new directory is reported");
+        std::fs::write(root.join("geoip").join("countries.mmdb"), b"x").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("a file written in it is reported");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
