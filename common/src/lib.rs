@@ -38,6 +38,7 @@ mod pod {
         policy::ActivePolicy,
         policy::Settings,
         policy::Rule,
+        policy::RuleBlock,
         policy::Destination,
         policy::SourceGroup,
         counters::CounterKey,

@@ -49,7 +49,7 @@ pub mod condition {
     pub const NO_SERVICE: u32 = 1 << 3;
 }
 
-/// One rule of the ordered list (`RULES` array, index = slot * `MAX_RULES` + position).
+/// One rule of the ordered list (a row of a slot's `RuleBlock`, at its position).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -77,6 +77,25 @@ pub struct Rule {
     /// another rule's name.
     pub number: u32,
     pub pad: u32,
+}
+
+/// The ordered rules of one policy slot (`RULES` array, index = slot): one lookup gives the
+/// rule walk every rule, so that its loop makes no call, which would spill the flow's values
+/// to the stack on every rule (the kernel's stack is shared by the whole chain of calls).
+/// Rows past the policy's `rule_count` are never read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct RuleBlock {
+    pub rules: [Rule; crate::limits::MAX_RULES as usize],
+}
+
+impl Default for RuleBlock {
+    fn default() -> Self {
+        Self {
+            rules: [Rule::default(); crate::limits::MAX_RULES as usize],
+        }
+    }
 }
 
 /// Value of the destination prefix tries: what the address table says of a remote address.

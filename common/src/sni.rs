@@ -94,6 +94,9 @@ pub struct SniWork {
     pub suffixes: [u64; MAX_SUFFIXES],
     /// Bytes of `payload` copied from the segment.
     pub len: u32,
+    /// Bytes of payload the segment has: more than `len` when it is longer than the copy.
+    pub segment_len: u32,
+    pub pad: u32,
     /// Sequence number of the segment's first payload byte.
     pub segment_seq: u32,
     /// In and out: sequence number of the next extension header, and of the extensions' end.

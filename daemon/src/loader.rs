@@ -71,6 +71,19 @@ pub struct Attachment {
 pub enum LoaderError {
     #[error("loading the kernel object: {0}")]
     Load(#[from] aya::EbpfError),
+    #[error(
+        "{pin_dir} holds vigie's maps from another version ({map}: {property} is {actual}, this \
+         version needs {expected}); the enforcement they hold stays in force, unchanged. To \
+         upgrade, run `vigie detach --pin-dir {pin_dir}`, then start this version (nothing is \
+         enforced in between)"
+    )]
+    OtherVersion {
+        pin_dir: String,
+        map: String,
+        property: &'static str,
+        expected: u64,
+        actual: u64,
+    },
     #[error("program {name}: {source}")]
     Program {
         name: &'static str,
@@ -133,12 +146,35 @@ pub fn load(pin_dir: Option<&Path>, failure_action: u32) -> Result<Ebpf, LoaderE
     for (name, path) in &map_paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(OBJECT)?;
+    let mut ebpf = loader.load(OBJECT).map_err(|e| other_version(pin_dir, e))?;
     load_program::<Xdp>(&mut ebpf, programs::XDP_OUTBOUND)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_OUTBOUND)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_LAN_INGRESS)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_REPLY)?;
     Ok(ebpf)
+}
+
+/// A pinned map that this version's definition does not fit (a layout changed between
+/// versions) is named with what to do, rather than as a bare map error.
+fn other_version(pin_dir: Option<&Path>, error: aya::EbpfError) -> LoaderError {
+    match (pin_dir, error) {
+        (
+            Some(dir),
+            aya::EbpfError::MapError(aya::maps::MapError::IncompatiblePinnedMap {
+                name,
+                property,
+                expected,
+                actual,
+            }),
+        ) => LoaderError::OtherVersion {
+            pin_dir: dir.display().to_string(),
+            map: name,
+            property,
+            expected,
+            actual,
+        },
+        (_, error) => LoaderError::Load(error),
+    }
 }
 
 trait Loadable {

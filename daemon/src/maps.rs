@@ -24,7 +24,7 @@ use vigie_common::{
     limits, maps as names,
     policy::{
         ActivePolicy, DST_V4_BLOCKS_PER_SLOT, Destination, DstV4Block, DstV4Group, PrefixV4,
-        PrefixV6, Rule, SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index,
+        PrefixV6, RuleBlock, SLOT_PREFIX_BITS, Settings, SourceGroup, destination_index,
         dst_v4_group_index,
     },
     signal::PortKey,
@@ -83,7 +83,7 @@ type PrefixV6Key = (u32, PrefixV6);
 pub struct DatapathMaps {
     active: Array<MapData, ActivePolicy>,
     settings: Array<MapData, Settings>,
-    rules: Array<MapData, Rule>,
+    rules: Array<MapData, RuleBlock>,
     dst_v4_24: Array<MapData, DstV4Block>,
     dst_v4_8: Array<MapData, DstV4Group>,
     destinations: Array<MapData, Destination>,
@@ -267,12 +267,13 @@ impl DatapathMaps {
             &new.port_signals,
             names::PORT_SIGNALS,
         )?;
-        let base = slot * limits::MAX_RULES;
-        for (index, rule) in policy.rules.iter().enumerate() {
-            self.rules
-                .set(base + index as u32, rule, 0)
-                .map_err(map_err(names::RULES))?;
+        let mut block = RuleBlock::default();
+        for (row, rule) in block.rules.iter_mut().zip(&policy.rules) {
+            *row = *rule;
         }
+        self.rules
+            .set(slot, &block, 0)
+            .map_err(map_err(names::RULES))?;
         self.images[slot as usize] = Some(new);
         Ok(())
     }

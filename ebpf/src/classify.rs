@@ -171,39 +171,23 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
         if cached.flags & flags::QUIC_PENDING != 0 && quic_held(ctx, packet, direction, entry) {
             return Outcome::Drop;
         }
-        if cached.generation == active.generation {
-            // Only the client's segments: the server's data (a banner, before any hello) is
-            // not the stream the walk follows, and would end it before the hello.
-            if direction == Direction::Outbound && reads_name(&cached, packet) {
-                return name_segment(ctx, key, packet, len, entry, cached, false);
-            }
-            if reads_stun(&cached, packet) {
-                return stun_datagram(ctx, key, packet, (len, direction), entry, cached, false);
-            }
-            flow_cache::fill(key, &cached);
-            count(&cached, len, false);
-            return outcome(&cached, packet, direction);
+        let current = if cached.generation == active.generation {
+            cached
+        } else {
+            stale(key, entry, &cached, len)
+        };
+        // Only the client's segments: the server's data (a banner, before any hello) is not
+        // the stream the walk follows, and would end it before the hello. A segment right
+        // after a swap is read too: the walk must not miss the one that holds the name.
+        if direction == Direction::Outbound && reads_name(&current, packet) {
+            return name_segment(ctx, key, packet, len, entry, current, false);
         }
-        let mut fresh = redecide(&cached);
-        if cached.evidence == evidence::PORT {
-            // A signal port's service is looked up again, as for a new flow.
-            port_evidence(&mut fresh, active_policy().slot);
+        if reads_stun(&current, packet) {
+            return stun_datagram(ctx, key, packet, (len, direction), entry, current, false);
         }
-        // SAFETY: as above.
-        unsafe { *entry = fresh };
-        count(&fresh, len, false);
-        // Generation 0 is the daemon's mark on a flow whose QUIC server name it has just told:
-        // reported as named (like a TLS name), whether the verdict changed or not.
-        let named = cached.generation == 0 && cached.evidence == evidence::QUIC_SNI;
-        if fresh.flags & flags::MATCHED != 0 && (named || fresh.action != cached.action) {
-            let why = if named {
-                flags::NAMED
-            } else {
-                flags::REDECIDED
-            };
-            report::event(key, &fresh, why, len);
-        }
-        return outcome(&fresh, packet, direction);
+        flow_cache::fill(key, &current);
+        count(&current, len, false);
+        return outcome(&current, packet, direction);
     }
     let mut first = FlowEntry::default();
     if direction == Direction::Reply {
@@ -242,6 +226,31 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     }
     count(&fresh, len, true);
     outcome(&fresh, packet, direction)
+}
+
+/// A flow decided under an earlier policy: decided again under the policy in force (its
+/// entry rewritten), and reported when a rule now decides it otherwise.
+#[inline(always)]
+fn stale(key: &FlowKey, entry: *mut FlowEntry, cached: &FlowEntry, len: u32) -> FlowEntry {
+    let mut fresh = redecide(cached);
+    if cached.evidence == evidence::PORT {
+        // A signal port's service is looked up again, as for a new flow.
+        port_evidence(&mut fresh, active_policy().slot);
+    }
+    // SAFETY: a value of the flow map (see `ip_packet`).
+    unsafe { *entry = fresh };
+    // Generation 0 is the daemon's mark on a flow whose QUIC server name it has just told:
+    // reported as named (like a TLS name), whether the verdict changed or not.
+    let named = cached.generation == 0 && cached.evidence == evidence::QUIC_SNI;
+    if fresh.flags & flags::MATCHED != 0 && (named || fresh.action != cached.action) {
+        let why = if named {
+            flags::NAMED
+        } else {
+            flags::REDECIDED
+        };
+        report::event(key, &fresh, why, len);
+    }
+    fresh
 }
 
 /// Inserts a new flow. A possible QUIC flow is inserted pending, then its Initial is handed to

@@ -159,18 +159,19 @@ pub extern "C" fn vigie_first_match(policy: u64, flow: u64, classes: u64) -> u64
         remote_port: ((flow >> 40) & 0xffff) as u16,
         classes,
     };
-    let base = slot * limits::MAX_RULES;
-    for index in 0..limits::MAX_RULES {
-        if index >= rule_count {
-            break;
-        }
-        let Some(rule) = RULES.get(base + index) else {
-            break;
-        };
-        if matches(rule, &subject) {
-            return u64::from(rule.number & 0xffff)
-                | (u64::from(rule.action & 0xff) << 32)
-                | MATCHED_BIT;
+    if let Some(block) = RULES.get(slot) {
+        for index in 0..limits::MAX_RULES {
+            if index >= rule_count {
+                break;
+            }
+            let Some(rule) = block.rules.get(index as usize) else {
+                break;
+            };
+            if matches(rule, &subject) {
+                return u64::from(rule.number & 0xffff)
+                    | (u64::from(rule.action & 0xff) << 32)
+                    | MATCHED_BIT;
+            }
         }
     }
     u64::from(rule_no::DEFAULT) | (default_action << 32)

@@ -15,7 +15,7 @@ use vigie_common::{
     limits,
     policy::{
         ActivePolicy, DST_V4_BLOCKS_PER_SLOT, Destination, DstV4Block, DstV4Group, PrefixV4,
-        PrefixV6, Rule, Settings, SourceGroup,
+        PrefixV6, RuleBlock, Settings, SourceGroup,
     },
     signal::PortKey,
     sni::{DomainKey, SniWork},
@@ -30,9 +30,9 @@ pub static ACTIVE_POLICY: Array<ActivePolicy> = Array::with_max_entries(1, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(limits::SLOTS, 0);
 
-/// Ordered rules, `MAX_RULES` rows per slot.
+/// The ordered rules of each slot.
 #[map]
-pub static RULES: Array<Rule> = Array::with_max_entries(limits::SLOTS * limits::MAX_RULES, 0);
+pub static RULES: Array<RuleBlock> = Array::with_max_entries(limits::SLOTS, 0);
 
 /// Remote IPv4 addresses to destination numbers, one entry per slot and /24 (see
 /// `policy::DstV4Block`).

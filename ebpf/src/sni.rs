@@ -88,6 +88,7 @@ pub fn copy_payload(packet: &impl LoadBytes, offset: u32, len: u32) -> Option<*m
     // bounds the helper's size argument needs are checked on the very register it gets (the
     // compiler would otherwise check a copy).
     unsafe {
+        (*work).segment_len = len;
         (*work).len = len.min(PAYLOAD_BYTES as u32);
         let len = core::ptr::read_volatile(&raw const (*work).len);
         if len == 0 || len > PAYLOAD_BYTES as u32 {
@@ -166,11 +167,13 @@ fn walk(w: &mut SniWork) -> u32 {
         if w.next_seq == w.end_seq {
             return status::NO_NAME;
         }
-        let at = w.next_seq.wrapping_sub(w.segment_seq) as usize;
-        if at >= len {
-            // In a later segment (or the segment is a retransmission of an earlier one).
-            return status::NEED_MORE;
+        let at = w.next_seq.wrapping_sub(w.segment_seq);
+        if at >= w.segment_len {
+            return past_segment(w);
         }
+        // In this segment, but past the part copied (a segment longer than the copy: TSO on
+        // a host, jumbo frames), or a header split with the next segment: not read.
+        let at = at as usize;
         if at + 4 > len {
             return status::UNREADABLE;
         }
@@ -190,6 +193,23 @@ fn walk(w: &mut SniWork) -> u32 {
         w.next_seq = next;
     }
     status::NEED_MORE
+}
+
+/// The walk's next header is not in this segment: it comes in a later one (this segment is a
+/// retransmission, or the next one is still to come), or this segment starts after it (a
+/// segment the walk did not see, or one that overtook it). The latter only waits while the
+/// segment starts within the extensions: the missing bytes may still come (reordering). A
+/// segment that starts at or past their end shows that the walk lost them for good: it ends
+/// there, instead of copying every later segment of the flow for nothing.
+#[inline(always)]
+fn past_segment(w: &SniWork) -> u32 {
+    let behind = w.segment_seq.wrapping_sub(w.next_seq).cast_signed() > 0;
+    let past_end = w.segment_seq.wrapping_sub(w.end_seq).cast_signed() >= 0;
+    if behind && past_end {
+        status::UNREADABLE
+    } else {
+        status::NEED_MORE
+    }
 }
 
 /// 1 if `x` is zero, else 0, without a branch.

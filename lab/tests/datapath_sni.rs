@@ -317,3 +317,112 @@ fn server_data_before_the_hello_does_not_end_the_walk() {
         assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
     }
 }
+
+#[test]
+fn a_hello_right_after_a_swap_is_read() {
+    if !vigie_lab::privilege::privileged("a_hello_right_after_a_swap_is_read") {
+        return;
+    }
+    // The flow's verdict is stale when its hello comes (a policy was applied since its SYN):
+    // the segment is decided again and read. Unread, the walk missed the hello for good and
+    // the flow kept its address verdict.
+    let record = ClientHello::named("zoom.us").record();
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(run(&mut sandbox, hook, &syn()), Outcome::Pass, "{hook:?}");
+        sandbox
+            .apply(&block_zoom().compile())
+            .unwrap_or_else(|e| panic!("applying: {e}"));
+        assert_eq!(
+            run(&mut sandbox, hook, &segment(0, &record)),
+            Outcome::Drop,
+            "{hook:?}: the hello after the swap"
+        );
+        let entry = the_flow(&sandbox);
+        assert_eq!(
+            (entry.service, entry.evidence, entry.generation),
+            (ZOOM, evidence::SNI, 2),
+            "{hook:?}: {entry:?}"
+        );
+    }
+}
+
+#[test]
+fn a_walk_waits_for_a_late_segment_and_ends_once_the_hello_is_past() {
+    if !vigie_lab::privilege::privileged(
+        "a_walk_waits_for_a_late_segment_and_ends_once_the_hello_is_past",
+    ) {
+        return;
+    }
+    let hello = ClientHello {
+        server_name: Some("zoom.us".into()),
+        before: 1800,
+        after: 300,
+        ech: false,
+    };
+    let record = hello.record();
+    // The walk's next header after the first segment is the name's extension; the segment
+    // after the name starts past it, within the hello.
+    let past_name = hello.name_offset().unwrap() + 20;
+    for hook in OUTBOUND_HOOKS {
+        // Reordered: the segment after the name overtakes the one with the name. The walk
+        // waits (the missing bytes are within the hello) and reads the name when it comes.
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(run(&mut sandbox, hook, &syn()), Outcome::Pass, "{hook:?}");
+        for (from, to, expected) in [
+            (0, 1000, Outcome::Pass),
+            (past_name, record.len(), Outcome::Pass),
+            (1000, past_name, Outcome::Drop),
+            (past_name, record.len(), Outcome::Drop),
+        ] {
+            let got = run(&mut sandbox, hook, &segment(from, &record[from..to]));
+            assert_eq!(got, expected, "{hook:?}: bytes {from}..{to}");
+        }
+        assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
+
+        // Lost: the walk never sees the segment with the name. Data past the hello's end shows
+        // it will not come: the walk ends (counted unreadable) instead of copying every later
+        // segment of the flow.
+        let mut sandbox = support::sandbox(&block_zoom());
+        assert_eq!(run(&mut sandbox, hook, &syn()), Outcome::Pass, "{hook:?}");
+        for (from, to) in [(0, 1000), (past_name, record.len())] {
+            let got = run(&mut sandbox, hook, &segment(from, &record[from..to]));
+            assert_eq!(got, Outcome::Pass, "{hook:?}: bytes {from}..{to}");
+        }
+        assert_ne!(the_flow(&sandbox).flags & flags::SNI_PENDING, 0, "{hook:?}");
+        let data = run(&mut sandbox, hook, &segment(record.len(), &[0x17; 100]));
+        assert_eq!(data, Outcome::Pass, "{hook:?}: application data");
+        let entry = the_flow(&sandbox);
+        assert_eq!(entry.flags & flags::SNI_PENDING, 0, "{hook:?}: {entry:?}");
+        assert_eq!(stat(&sandbox, stat::SNI_UNREADABLE), 1, "{hook:?}");
+    }
+}
+
+#[test]
+fn a_segment_longer_than_the_copy_ends_the_walk() {
+    if !vigie_lab::privilege::privileged("a_segment_longer_than_the_copy_ends_the_walk") {
+        return;
+    }
+    // One segment of some 2,500 bytes (TSO on a host, jumbo frames) whose name lies past the
+    // 2,048 bytes the walk copies: counted unreadable, not waited for in a later segment
+    // (none will hold it).
+    let hello = ClientHello {
+        server_name: Some("zoom.us".into()),
+        before: 2100,
+        after: 100,
+        ech: false,
+    };
+    let record = hello.record();
+    assert!(hello.name_offset().unwrap() > 2048);
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(
+            send(&mut sandbox, hook, &record, &[]),
+            [Outcome::Pass],
+            "{hook:?}"
+        );
+        let entry = the_flow(&sandbox);
+        assert_eq!(entry.flags & flags::SNI_PENDING, 0, "{hook:?}: {entry:?}");
+        assert_eq!(stat(&sandbox, stat::SNI_UNREADABLE), 1, "{hook:?}");
+    }
+}

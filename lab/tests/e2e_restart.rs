@@ -293,3 +293,41 @@ fn a_recreated_interface_is_attached_again() {
         assert_eq!(census.links.len(), 2, "{hook}: {census:#?}");
     }
 }
+
+/// A start on maps pinned by a version whose layout differs (here: the rule table replaced by
+/// one with rows of another size) is refused with what to do, and the enforcement those maps
+/// hold stays in force.
+#[test]
+fn maps_of_another_layout_are_refused_and_enforcement_stays() {
+    let Some((_one, lab)) = lab_alone("maps_of_another_layout_are_refused_and_enforcement_stays")
+    else {
+        return;
+    };
+    let mut daemon = lab.start_vigie(Hook::Xdp, None).unwrap();
+    daemon.kill().unwrap();
+    let rules = vigie::pins::map_path(daemon.pin_dir(), vigie_common::maps::RULES);
+    std::fs::remove_file(&rules).unwrap();
+    let made = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&rules)
+        .args([
+            "type", "array", "key", "4", "value", "56", "entries", "128", "name", "RULES",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+
+    let (status, log) = daemon
+        .run_another(std::time::Duration::from_secs(30))
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("the daemon kept running:\n{log}"));
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("maps from another version")
+            && log.contains("RULES: value_size is 56")
+            && log.contains("vigie detach --pin-dir"),
+        "{log}"
+    );
+    let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp], BLOCK_TIMEOUT));
+    assert!(peer::unexpected(&results, false).is_empty(), "{results:?}");
+}
