@@ -225,6 +225,7 @@ fn synthetic_policy(count: usize) -> CompiledPolicy {
         rule_info: vec![RuleInfo::named("block-bench")],
         services: vec![info("none"), info("bench")],
         groups: vec!["none".into()],
+        reserved: vigie::compiled::Reserved::default(),
         destinations_v4,
         destinations_v6: Vec::new(),
         sources_v4: Vec::new(),

@@ -169,10 +169,7 @@ pub fn explain(
         }
     }
     let is_rule = entry.flags & flags::MATCHED != 0;
-    let rule_info = policy
-        .rule_info
-        .get(entry.rule as usize)
-        .filter(|_| is_rule);
+    let rule_info = policy.rule_info_of(entry.rule).filter(|_| is_rule);
     let monitor = entry.flags & flags::MONITOR_MODE != 0;
     Ok(Explanation {
         src: question.src.to_string(),

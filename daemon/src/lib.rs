@@ -14,6 +14,7 @@ pub mod learning;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
+pub mod numbering;
 pub mod pins;
 pub mod policy;
 pub mod probe;

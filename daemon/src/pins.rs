@@ -62,6 +62,14 @@ pub struct State {
     /// The kernel's service numbering of the policy in force (see
     /// `CompiledPolicy::keep_service_numbers`), for the next daemon to keep.
     pub service_numbering: Option<Vec<String>>,
+    /// The kernel's group and rule numberings, with the numbers of removed groups and rules
+    /// (see `CompiledPolicy::keep_group_numbers`, `keep_rule_numbers`): the counter rows are
+    /// kept with the pinned maps, and the next daemon names them after these. Absent from the
+    /// state files of earlier versions, which numbered by position.
+    #[serde(default)]
+    pub group_numbering: Option<Vec<String>>,
+    #[serde(default)]
+    pub rule_numbering: Option<Vec<String>>,
 }
 
 #[must_use]
@@ -295,5 +303,18 @@ mod tests {
         }
         assert!(maps_pinned(&dir).unwrap(), "every pin: adopted");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A daemon of this version adopts what an earlier one left, numbering included.
+    #[test]
+    fn state_files_without_group_or_rule_numbering_still_read() {
+        let earlier = r#"{"attachments":[],"daemon_pid":null,"policy_digest":"ab",
+            "policy_source":"/etc/vigie","service_numbering":["","zoom"]}"#;
+        let state: State = serde_json::from_str(earlier).unwrap();
+        assert_eq!(
+            state.service_numbering.as_deref(),
+            Some(&[String::new(), "zoom".into()][..])
+        );
+        assert_eq!((state.group_numbering, state.rule_numbering), (None, None));
     }
 }

@@ -195,20 +195,7 @@ fn compiled_groups_and_exceptions() {
     if !vigie_lab::privilege::privileged("compiled_groups_and_exceptions") {
         return;
     }
-    let rules = r#"
-[[rule]]
-name = "finance-no-zoom"
-services = ["zoom"]
-groups = ["finance"]
-action = "block"
-
-[[rule]]
-name = "others-watch-zoom"
-services = ["zoom"]
-except_groups = ["research"]
-action = "monitor"
-"#;
-    let policy = compile(ENFORCE, rules);
+    let policy = compile(ENFORCE, GROUP_RULES);
     let cases = [
         (FINANCE_HOST, Outcome::Drop, 0, action::DROP),
         (UNGROUPED_HOST, Outcome::Pass, 1, action::MONITOR),
@@ -233,6 +220,99 @@ action = "monitor"
                 (entry.rule, entry.action),
                 (rule, rule_action),
                 "{hook:?} from {host}: {entry:?}"
+            );
+        }
+    }
+}
+
+/// Rules on the groups: finance may not use Zoom, others but research are watched.
+const GROUP_RULES: &str = r#"
+[[rule]]
+name = "finance-no-zoom"
+services = ["zoom"]
+groups = ["finance"]
+action = "block"
+
+[[rule]]
+name = "others-watch-zoom"
+services = ["zoom"]
+except_groups = ["research"]
+action = "monitor"
+"#;
+
+#[test]
+fn kept_rule_and_group_numbers_reach_the_kernel() {
+    if !vigie_lab::privilege::privileged("kept_rule_and_group_numbers_reach_the_kernel") {
+        return;
+    }
+    // A group that sorts first and a rule inserted first, renumbered after the policy before
+    // them as the daemon does: the kernel reports the kept numbers, and the moved group bits
+    // and source prefixes still match each host to its own rule.
+    let before = compile(ENFORCE, GROUP_RULES);
+    let accounting = r#"
+[groups.accounting]
+prefixes = ["10.3.0.0/16"]
+
+[[rule]]
+name = "accounting-no-zoom"
+services = ["zoom"]
+groups = ["accounting"]
+action = "block"
+"#;
+    let mut policy = compile(ENFORCE, &format!("{accounting}{GROUP_RULES}"));
+    assert_eq!(group_id(&policy, "accounting"), 1, "compiled by name order");
+    assert!(policy.keep_group_numbers(&before.group_numbering()));
+    assert!(policy.keep_rule_numbers(&before.rule_numbering()));
+    let accounting_host = std::net::Ipv4Addr::new(10, 3, 0, 9);
+    let cases = [
+        (FINANCE_HOST, Outcome::Drop, "finance-no-zoom", 0, "finance"),
+        (
+            UNGROUPED_HOST,
+            Outcome::Pass,
+            "others-watch-zoom",
+            1,
+            "none",
+        ),
+        (
+            RESEARCH_HOST,
+            Outcome::Pass,
+            "default",
+            rule_no::DEFAULT,
+            "research",
+        ),
+        (
+            accounting_host,
+            Outcome::Drop,
+            "accounting-no-zoom",
+            2,
+            "accounting",
+        ),
+    ];
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = loaded(&policy);
+        for (host, outcome, rule, number, group) in cases {
+            let frame = Frame::udp4(host, 5000, ZOOM_HOST, 8801).build();
+            assert_eq!(
+                run(&mut sandbox, hook, &frame),
+                outcome,
+                "{hook:?} from {host}"
+            );
+            let entry = flow_entry(&sandbox, &flow_key4(host, 5000, ZOOM_HOST, 8801, UDP));
+            assert_eq!(entry.rule, number, "{hook:?} from {host}: {entry:?}");
+            assert_eq!(policy.rule_name(entry.rule), rule, "{hook:?} from {host}");
+            assert_eq!(
+                policy.group_name(entry.group),
+                group,
+                "{hook:?} from {host}"
+            );
+            assert_eq!(
+                (before.rule_name(entry.rule), before.group_name(entry.group)),
+                if number == 2 {
+                    ("unknown", "none")
+                } else {
+                    (rule, group)
+                },
+                "{hook:?} from {host}: the earlier policy's names"
             );
         }
     }

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use vigie::{
-    compiled::{CompiledPolicy, LearningSettings, RuleInfo, ServiceInfo},
+    compiled::{CompiledPolicy, LearningSettings, Reserved, RuleInfo, ServiceInfo},
     sandbox::{Hook, Outcome, Sandbox},
 };
 use vigie_common::{
@@ -225,6 +225,7 @@ impl PolicySpec {
                 service("visio", "Visio", "DINUM", "FR"),
             ],
             groups: vec![String::new(), "finance".into(), "research".into()],
+            reserved: Reserved::default(),
             destinations_v4,
             destinations_v6,
             sources_v4: vec![

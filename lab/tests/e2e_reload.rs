@@ -1,8 +1,10 @@
 //! The daemon follows its policy directory: an edit that compiles is in force within moments,
 //! without a signal; an edit that does not compile changes nothing that flows, and the log says
-//! where the file is wrong.
+//! where the file is wrong. What the kernel counted stays under its rule's name when a rule is
+//! inserted before it, across the reload and a restart.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     time::{Duration, Instant},
 };
@@ -116,4 +118,166 @@ fn edits_to_the_policy_take_effect_and_broken_ones_are_refused() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(daemon.status().unwrap().generation, generation);
+}
+
+/// The rule the insertion test puts before every other (on a service it never probes).
+const INSERTED: &str = "block-webex-first";
+
+/// One sample of `vigie_flows_total`: its labels (service, action, rule, group) and value.
+type Sample = (BTreeMap<String, String>, u64);
+
+/// `vigie_flows_total` as the daemon exports it now (its default metrics address, in the
+/// gateway namespace); empty while nothing answers there.
+fn flows_total(lab: &Lab) -> Vec<Sample> {
+    let scrape = lab
+        .topo
+        .exec(
+            lab.topo.gw(),
+            "curl",
+            &["-sS", "--max-time", "5", "http://127.0.0.1:9947/metrics"],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&scrape.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (labels, value) = line.strip_prefix("vigie_flows_total{")?.split_once("} ")?;
+            let labels = labels
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect();
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Flows counted where every (label, value) of `wanted` holds.
+fn counted(samples: &[Sample], wanted: &[(&str, &str)]) -> u64 {
+    samples
+        .iter()
+        .filter(|(labels, _)| {
+            wanted
+                .iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Scrapes until `done` holds (the metrics server may still be starting); the last scrape
+/// either way.
+fn scrape_until(lab: &Lab, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples = flows_total(lab);
+        if done(&samples) || Instant::now() >= deadline {
+            return samples;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn counts_stay_with_their_rule_when_a_rule_is_inserted_before_it() {
+    if !vigie_lab::privilege::privileged(
+        "counts_stay_with_their_rule_when_a_rule_is_inserted_before_it",
+    ) {
+        return;
+    }
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let policy = PolicyDir::write(Mode::Enforce).unwrap();
+    let mut daemon = lab.start_vigie(Hook::Xdp, Some(policy.path())).unwrap();
+    let block_zoom = || {
+        let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Tcp], BLOCK_TIMEOUT));
+        let leaked = peer::unexpected(&results, false);
+        assert!(leaked.is_empty(), "Zoom answered:\n{}", leaked.join("\n"));
+    };
+
+    // Zoom counted under the shipped rule that blocks it; Visio under the one that keeps it
+    // (the first rule: the number an inserted rule would take by position).
+    block_zoom();
+    let visio = peer::unexpected(&lab.probe(&lab.visio_specs(PASS_TIMEOUT)), true);
+    assert!(visio.is_empty(), "Visio unreachable:\n{}", visio.join("\n"));
+    let zoom_blocked = [("service", "zoom"), ("action", "block")];
+    let first = scrape_until(&lab, |s| {
+        counted(s, &zoom_blocked) > 0 && counted(s, &[("service", "visio")]) > 0
+    });
+    let rule_of = |service: &str| {
+        first
+            .iter()
+            .find(|(labels, _)| labels["service"] == service)
+            .map_or_else(
+                || panic!("no {service} flow counted: {first:?}"),
+                |(labels, _)| labels["rule"].clone(),
+            )
+    };
+    let (blocking, keeping) = (rule_of("zoom"), rule_of("visio"));
+    let zoom_count = counted(&first, &zoom_blocked);
+    assert_eq!(
+        counted(&first, &[("rule", &blocking)]),
+        zoom_count,
+        "{first:?}"
+    );
+
+    // An editor inserts a rule before every other.
+    let file = policy.path().join("policy.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let rule =
+        format!("[[rule]]\nname = \"{INSERTED}\"\nservices = [\"webex\"]\naction = \"block\"\n\n");
+    let inserted = text.replacen("[[rule]]", &format!("{rule}[[rule]]"), 1);
+    assert_ne!(text, inserted);
+    let generation = daemon.status().unwrap().generation;
+    save(policy.path(), &inserted);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status().unwrap().generation == generation {
+        assert!(
+            Instant::now() < deadline,
+            "the edit was not applied:\n{}",
+            daemon.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let held = |samples: &[Sample], when: &str| {
+        assert!(
+            counted(samples, &[("service", "zoom"), ("rule", &blocking)]) >= zoom_count,
+            "{when}: Zoom's flows are no longer {blocking}'s: {samples:?}"
+        );
+        assert_eq!(
+            counted(samples, &[("service", "zoom"), ("rule", &blocking)]),
+            counted(samples, &[("service", "zoom")]),
+            "{when}: Zoom's flows counted under another rule: {samples:?}"
+        );
+        assert_eq!(
+            counted(samples, &[("rule", INSERTED)]),
+            0,
+            "{when}: the inserted rule inherited counts: {samples:?}"
+        );
+        assert!(
+            counted(samples, &[("service", "visio"), ("rule", &keeping)]) > 0,
+            "{when}: Visio's flows are no longer {keeping}'s: {samples:?}"
+        );
+    };
+    let reloaded = flows_total(&lab);
+    held(&reloaded, "after the reload");
+
+    // New flows count under the same rule, and the numbers outlive the daemon.
+    block_zoom();
+    let after = counted(
+        &flows_total(&lab),
+        &[("service", "zoom"), ("rule", &blocking)],
+    );
+    assert!(
+        after > zoom_count,
+        "new Zoom flows not counted under {blocking}"
+    );
+    daemon.kill().unwrap();
+    daemon.launch().unwrap();
+    let restarted = scrape_until(&lab, |s| !s.is_empty());
+    held(&restarted, "after a restart");
+    assert!(
+        counted(&restarted, &[("service", "zoom"), ("rule", &blocking)]) >= after,
+        "{restarted:?}"
+    );
 }

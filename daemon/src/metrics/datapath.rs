@@ -370,8 +370,10 @@ impl DatapathCollector {
 }
 
 /// Label values of a counter row: service, action, rule, group, named by the policy in
-/// force (rows a previous policy left behind are named by this one's tables: ids are stable
-/// for unchanged catalogs and groups, and an unknown id reads "unknown" or "none").
+/// force. Rows a previous policy left behind are named by this one's tables: the daemon keeps
+/// each rule's, group's and service's number across reloads and restarts, and reserves the
+/// numbers of removed rules and groups with their names (an unknown number reads "unknown" or
+/// "none").
 fn row_labels(policy: Option<&CompiledPolicy>, key: CounterKey) -> [&str; 4] {
     let service = policy
         .and_then(|p| p.service_name(key.service.into()))

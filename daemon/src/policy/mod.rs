@@ -5,7 +5,8 @@
 //! with an error yields no compiled policy at all, so it can never replace a running one.
 //!
 //! Kernel ids: services are numbered in catalog-id order from 1, groups in name order from 1;
-//! 0 is "none" in both tables. Rules keep their order in `policy.toml`.
+//! 0 is "none" in both tables. Rules keep their order in `policy.toml`, numbered by position.
+//! The daemon then renumbers all three after the policy in force (`crate::numbering`).
 
 mod aggregate;
 mod asns;
@@ -39,7 +40,7 @@ use vigie_common::policy::Settings;
 
 use crate::{
     catalog::{self, Catalog},
-    compiled::{CompiledPolicy, LearningSettings, ServiceInfo},
+    compiled::{CompiledPolicy, LearningSettings, Reserved, ServiceInfo},
     geoip::GeoIp,
 };
 use destinations::Destinations;
@@ -241,6 +242,8 @@ fn assemble(
         rule_info: body.rules.info.clone(),
         services: service_table(catalog),
         groups: body.groups.names.clone(),
+        // Numbers are positions until the daemon keeps those of the policy in force.
+        reserved: Reserved::default(),
         destinations_v4: destinations.v4,
         destinations_v6: destinations.v6,
         sources_v4: body.groups.sources_v4.clone(),
