@@ -2,6 +2,8 @@
 
 pub mod aggregate;
 pub mod pseudonym;
+pub mod sink;
+pub mod writer;
 
 use std::{
     collections::BTreeMap,

@@ -128,6 +128,7 @@ fn promtool_accepts_the_alert_rules() {
         "VigieDown",
         "VigieReloadFailing",
         "VigieEventsLost",
+        "VigieEventSinkDropping",
         "VigieMapNearCapacity",
         "VigieCatalogStale",
         "VigieBlockedSurge",

@@ -1,14 +1,17 @@
 //! Flow events survive a stop: repeats that an aggregation window counted are reported when
-//! the daemon stops (SIGTERM), not lost with the process.
+//! the daemon stops (SIGTERM), not lost with the process. A sink that takes nothing costs
+//! events, counted, never the daemon's answers or its stop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigie_lab::daemon::Hook;
+use vigie_lab::daemon::{Daemon, Hook};
 use vigie_lab::fixtures::BLOCKED_SERVICES;
-use vigie_lab::peer::{self, BLOCK_TIMEOUT, Proto};
+use vigie_lab::peer::{self, BLOCK_TIMEOUT, Proto, UDP_PORT};
 use vigie_lab::scenario::Lab;
 
 const PEER: &str = env!("CARGO_BIN_EXE_vigie-peer");
@@ -127,4 +130,189 @@ fn events_left_in_the_ring_are_named_by_the_next_daemon() {
         assert_eq!(e["rule"], "block-non-european-conferencing", "{e}");
         assert_eq!(e["action"], "block", "{e}");
     }
+}
+
+const METRICS: &str = "127.0.0.1:9947";
+/// New flows sent while the sink takes nothing: their lines (some 400 bytes each) fill the
+/// pipe (64 KiB), then the daemon's queue (`events::sink::QUEUE_LINES`), and more.
+const FLOWS: u32 = 8000;
+const FIRST_PORT: u16 = 20_000;
+/// How long a stop may take: the daemon's own bound on the last lines (3 s) and a margin.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The `--events` path of the daemon's running process, from its command line.
+fn events_path(daemon: &Daemon<'_>) -> PathBuf {
+    let pid = daemon.process().expect("the daemon runs").pid();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let at = args
+        .iter()
+        .position(|a| *a == b"--events")
+        .expect("vigie run --events");
+    PathBuf::from(String::from_utf8_lossy(args[at + 1]).into_owned())
+}
+
+/// One scrape of the daemon's metrics, from inside the gateway namespace, or why it failed.
+fn scrape(lab: &Lab) -> Result<String, String> {
+    let url = format!("http://{METRICS}/metrics");
+    let out = lab
+        .topo
+        .exec(lab.topo.gw(), "curl", &["-sS", "--max-time", "5", &url])
+        .map_err(|e| format!("{e:#}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn dropped_slow(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigie_flow_events_dropped_total{reason=\"slow\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts the daemon again with a FIFO for its event sink, whose reader (returned, to keep)
+/// never reads. The lab gives each start its own event file, `events-<start>.jsonl`: the next
+/// start's is made a FIFO before the daemon opens it.
+fn relaunch_on_a_fifo(daemon: &mut Daemon<'_>) -> std::fs::File {
+    let first = events_path(daemon);
+    assert_eq!(
+        first.file_name().and_then(|n| n.to_str()),
+        Some("events-1.jsonl"),
+        "the lab names event files differently now (lab/src/daemon.rs)"
+    );
+    let fifo = first.with_file_name("events-2.jsonl");
+    daemon.kill().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    // Opened for reading without waiting for a writer: the daemon's open for writing succeeds
+    // at once, and its writes block once the pipe is full.
+    let reader = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    daemon.launch().unwrap();
+    assert_eq!(events_path(daemon), fifo, "the daemon writes to the FIFO");
+    reader
+}
+
+/// `FLOWS` datagrams from the LAN to Zoom (blocked by the default policy), each from its own
+/// port: as many new flows, each an event.
+fn send_new_flows(lab: &Lab) {
+    let zoom = lab
+        .topo
+        .service_addrs("zoom")
+        .into_iter()
+        .find(std::net::IpAddr::is_ipv4)
+        .expect("an IPv4 address of zoom");
+    let target = std::net::SocketAddr::new(zoom, UDP_PORT).to_string();
+    let sender = lab
+        .topo
+        .spawn(
+            lab.topo.lan(),
+            PEER,
+            &[
+                "stream",
+                "--to",
+                &target,
+                "--count",
+                &FLOWS.to_string(),
+                "--first-port",
+                &FIRST_PORT.to_string(),
+                "--interval-us",
+                "50",
+            ],
+            Stdio::null(),
+            Stdio::null(),
+        )
+        .unwrap();
+    let sent = sender
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("the stream ends");
+    assert!(sent.success(), "the stream failed");
+}
+
+/// The sink is a FIFO whose reader never reads: once the pipe is full, the daemon still
+/// answers a scrape, drops and counts the lines it cannot hand over, warns once, and stops on
+/// SIGTERM within its bound instead of waiting on a write that never returns.
+#[test]
+fn a_sink_that_takes_nothing_neither_silences_nor_holds_the_daemon() {
+    if !vigie_lab::privilege::privileged(
+        "a_sink_that_takes_nothing_neither_silences_nor_holds_the_daemon",
+    ) {
+        return;
+    }
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    // Every event written: each new flow is a line for the sink.
+    let mut daemon = lab
+        .start_vigie_with(
+            Hook::Xdp,
+            None,
+            &["--event-window", "0", "--metrics", METRICS],
+        )
+        .unwrap();
+    let _reader = relaunch_on_a_fifo(&mut daemon);
+    send_new_flows(&lab);
+
+    // The pipe is full and the sink thread blocked in write; the daemon answers all the same.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut metrics = scrape(&lab);
+    while metrics.as_deref().is_ok_and(|m| dropped_slow(m) == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        metrics = scrape(&lab);
+    }
+
+    let process = daemon.process().expect("the daemon runs");
+    let stopping = Instant::now();
+    process.signal(libc::SIGTERM).unwrap();
+    let status = process.wait_timeout(STOP_LIMIT).unwrap();
+    eprintln!("SIGTERM: {status:?} after {:?}", stopping.elapsed());
+
+    // Every problem at once: the scrape and the stop fail together when a write holds the
+    // daemon.
+    let log = daemon.log();
+    let mut problems = Vec::new();
+    match &metrics {
+        Err(e) => problems.push(format!("no scrape answered while the pipe was full: {e}")),
+        Ok(m) if dropped_slow(m) == 0 => {
+            let events: Vec<&str> = m.lines().filter(|l| l.contains("events")).collect();
+            problems.push(format!(
+                "no line counted as dropped for a slow sink after {FLOWS} flows:\n{}",
+                events.join("\n")
+            ));
+        }
+        Ok(m) => eprintln!("{} lines dropped for a slow sink", dropped_slow(m)),
+    }
+    match status {
+        None => problems.push(format!(
+            "vigie run still runs {STOP_LIMIT:?} after SIGTERM, its event sink full"
+        )),
+        Some(status) if !status.success() => {
+            problems.push(format!("vigie run exited with {status}"));
+        }
+        Some(_) => {}
+    }
+    let warnings = log.matches("the event sink takes no more lines").count();
+    if warnings != 1 {
+        problems.push(format!(
+            "{warnings} warnings about the stall, one was expected"
+        ));
+    }
+    if !log.contains("stopping without them") {
+        problems.push("the stop does not say lines were left unwritten".to_owned());
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n{}",
+        problems.join("\n"),
+        daemon.log_tail()
+    );
 }

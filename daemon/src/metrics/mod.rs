@@ -42,6 +42,27 @@ impl ReloadResult {
     }
 }
 
+/// Why a flow event line never reached the sink (`reason` of `vigie_flow_events_dropped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The sink fell a whole queue behind (a pipe nobody reads, a stalled disk): the daemon
+    /// drops lines rather than wait for it.
+    Slow,
+    /// Writing to the sink failed (a closed pipe, a full disk); no line is written any more.
+    Failed,
+}
+
+impl DropReason {
+    const ALL: [Self; 2] = [Self::Slow, Self::Failed];
+
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Slow => "slow",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// The daemon's metrics; cheap to clone, shared by the daemon and the HTTP server.
 #[derive(Clone)]
 pub struct Metrics {
@@ -51,6 +72,7 @@ pub struct Metrics {
     last_reload: Gauge,
     flow_events: IntCounterVec,
     suppressed: prometheus::IntCounter,
+    dropped: IntCounterVec,
     learning_delay: prometheus::HistogramVec,
     policy: Arc<Mutex<Option<PolicyView>>>,
     learning: Arc<Mutex<LearningView>>,
@@ -120,6 +142,7 @@ impl Metrics {
             "Flow events counted into an aggregated line instead of being written.",
         )
         .expect("valid metric");
+        let dropped = dropped_counter();
         // From microseconds (the daemon's usual pace) to the kernel's QUIC deadline and beyond.
         let learning_delay = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
@@ -148,10 +171,11 @@ impl Metrics {
             // Every result exists from the start, so that rate() and alerts see a zero.
             reloads.with_label_values(&[result.label()]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
             Box::new(flow_events.clone()),
             Box::new(learning_delay.clone()),
             Box::new(suppressed.clone()),
+            Box::new(dropped.clone()),
             Box::new(reloads.clone()),
             Box::new(generation.clone()),
             Box::new(last_reload.clone()),
@@ -172,6 +196,7 @@ impl Metrics {
             last_reload,
             flow_events,
             suppressed,
+            dropped,
             learning_delay,
             policy,
             learning,
@@ -227,6 +252,13 @@ impl Metrics {
         self.suppressed.inc_by(count);
     }
 
+    /// Counts flow event lines that never reached the sink.
+    pub fn flow_events_dropped(&self, reason: DropReason, count: u64) {
+        self.dropped
+            .with_label_values(&[reason.label()])
+            .inc_by(count);
+    }
+
     pub fn reloaded(&self, result: ReloadResult) {
         self.reloads.with_label_values(&[result.label()]).inc();
     }
@@ -241,6 +273,23 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// `vigie_flow_events_dropped_total`, with every reason at zero from the start, so that
+/// `rate()` and alerts see a zero rather than no series.
+fn dropped_counter() -> IntCounterVec {
+    let dropped = IntCounterVec::new(
+        Opts::new(
+            "vigie_flow_events_dropped_total",
+            "Flow event lines never written, by reason: slow (the sink fell a whole queue behind) or failed (writing to the sink failed).",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
+    for reason in DropReason::ALL {
+        dropped.with_label_values(&[reason.label()]);
+    }
+    dropped
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -283,6 +332,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vigie_build_info{"), "{text}");
+        // Both reasons from the start: an alert on drops sees a zero, not an absent series.
+        for reason in ["slow", "failed"] {
+            assert!(
+                text.contains(&format!(
+                    "vigie_flow_events_dropped_total{{reason=\"{reason}\"}} 0"
+                )),
+                "{text}"
+            );
+        }
         // No datapath: the datapath is reported down, not an error page.
         assert!(text.contains("vigie_datapath_up 0"), "{text}");
     }

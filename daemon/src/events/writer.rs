@@ -1,0 +1,162 @@
+//! The event writer: reads the kernel's event ring, names and aggregates the events, and hands
+//! their lines to the sink thread (see `sink`), which alone waits for the sink. This task never
+//! blocks on the sink: a sink that takes nothing costs lines (counted), never a tokio worker or
+//! the daemon's stop.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, sync::oneshot, task::JoinHandle};
+use tracing::{error, warn};
+
+use super::{
+    FlowRecord, Namer,
+    aggregate::Aggregator,
+    sink::{Finished, QUEUE_LINES, SinkThread},
+};
+use crate::metrics::Metrics;
+
+/// Records the event writer reads at most when the daemon stops (the 1 MiB ring holds some
+/// 10,000).
+const LAST_DRAIN: usize = 1 << 16;
+
+/// How long a stopping daemon waits for the sink to take the event writer's last lines.
+const EVENTS_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The namer's lock was poisoned: a policy swap panicked while naming, names are moot.
+#[derive(Debug, thiserror::Error)]
+#[error("the event namer failed")]
+struct NamerPoisoned;
+
+/// Reads the event ring, names, aggregates and writes the events.
+pub struct EventWriter {
+    sink: SinkThread,
+    namer: Arc<Mutex<Namer>>,
+    aggregator: Aggregator,
+    metrics: Metrics,
+}
+
+/// A running event writer, to stop.
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl EventWriter {
+    /// Starts the sink thread on `sink` and the task that reads `ring` (within the tokio
+    /// runtime); repeats are folded over `window`.
+    pub fn start(
+        sink: Box<dyn Write + Send>,
+        ring: RingBuf<MapData>,
+        namer: Arc<Mutex<Namer>>,
+        window: Duration,
+        metrics: Metrics,
+    ) -> std::io::Result<Running> {
+        let writer = Self {
+            sink: SinkThread::spawn(sink, QUEUE_LINES, metrics.clone())?,
+            namer,
+            aggregator: Aggregator::new(window),
+            metrics,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(writer.run(ring, stopped));
+        Ok(Running { stop, task })
+    }
+
+    /// Runs until `stop` fires (or is dropped); then reads the ring once more and closes
+    /// every aggregation window, so that what was counted is written.
+    async fn run(mut self, ring: RingBuf<MapData>, mut stop: oneshot::Receiver<()>) {
+        // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
+        // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
+        #[allow(deprecated)]
+        let ring = AsyncFd::new(ring);
+        let mut ring = match ring {
+            Ok(fd) => fd,
+            Err(e) => return error!("watching the event ring: {e}"),
+        };
+        // Closing aggregation windows a second late at most is precise enough for a log.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let Ok(mut guard) = guard else { return };
+                    if let Err(e) = self.drain_at_most(guard.get_inner_mut(), usize::MAX) {
+                        return error!("{e}; events are no longer written");
+                    }
+                    guard.clear_ready();
+                }
+                _ = tick.tick() => {
+                    let summaries = self.aggregator.expire(Instant::now());
+                    self.send_summaries(&summaries);
+                }
+                _ = &mut stop => break,
+            }
+        }
+        if let Err(e) = self.drain_at_most(ring.get_mut(), LAST_DRAIN) {
+            error!("reading the last flow events: {e}");
+        }
+        let summaries = self.aggregator.close_all();
+        self.send_summaries(&summaries);
+        if let Finished::TimedOut { pending } = self.sink.finish(EVENTS_FLUSH_TIMEOUT).await {
+            warn!(
+                "the event sink did not take the last {pending} flow event lines within \
+                 {EVENTS_FLUSH_TIMEOUT:?}; stopping without them"
+            );
+        }
+    }
+
+    fn send_summaries(&mut self, summaries: &[FlowRecord]) {
+        for summary in summaries {
+            self.metrics.suppressed(summary.suppressed);
+            self.send(summary);
+        }
+    }
+
+    /// Reads at most `limit` records: the last read, at a stop, must end even under a flood of
+    /// new flows.
+    fn drain_at_most(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        limit: usize,
+    ) -> Result<(), NamerPoisoned> {
+        for _ in 0..limit {
+            let Some(item) = ring.next() else {
+                break;
+            };
+            let Some(event) = super::decode(&item) else {
+                continue;
+            };
+            let record = self
+                .namer
+                .lock()
+                .map(|namer| namer.record(&event))
+                .map_err(|_| NamerPoisoned)?;
+            self.metrics.flow_event(&record);
+            if let Some(record) = self.aggregator.offer(record, Instant::now()) {
+                self.send(&record);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, record: &FlowRecord) {
+        let line = serde_json::to_string(record).unwrap_or_default();
+        self.sink.send(line);
+    }
+}
+
+impl Running {
+    /// Tells the writer to stop, and waits for it: it reads what the ring still holds, reports
+    /// the repeats its open windows counted, and gives the sink `EVENTS_FLUSH_TIMEOUT` to take
+    /// the last lines; a sink that takes nothing delays the stop by that much, no more.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            error!("the event writer failed: {e}");
+        }
+    }
+}
