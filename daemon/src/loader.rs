@@ -72,6 +72,10 @@ pub enum LoaderError {
     #[error("loading the kernel object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error(
+        "there is no interface {iface} in this network namespace: nothing was loaded or attached"
+    )]
+    NoInterface { iface: String },
+    #[error(
         "{pin_dir} holds vigie's maps from another version ({map}: {property} is {actual}, this \
          version needs {expected}); the enforcement they hold stays in force, unchanged. To \
          upgrade, run `vigie detach --pin-dir {pin_dir}`, then start this version (nothing is \
@@ -152,6 +156,21 @@ pub fn load(pin_dir: Option<&Path>, failure_action: u32) -> Result<Ebpf, LoaderE
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_LAN_INGRESS)?;
     load_program::<SchedClassifier>(&mut ebpf, programs::TC_REPLY)?;
     Ok(ebpf)
+}
+
+/// Whether every interface named exists: checked before anything is loaded or attached, so
+/// that a mistyped second `--iface` never leaves the first one attached with no policy (its
+/// packets then get the failure behaviour, all dropped with `--on-failure block`).
+pub fn check_interfaces(ifaces: &[String]) -> Result<(), LoaderError> {
+    match ifaces
+        .iter()
+        .find(|iface| nix::net::if_::if_nametoindex(iface.as_str()).is_err())
+    {
+        Some(missing) => Err(LoaderError::NoInterface {
+            iface: missing.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A pinned map that this version's definition does not fit (a layout changed between

@@ -20,7 +20,7 @@ use crate::{
     catalog::Catalog,
     cli::{FailureAction, ObservabilityArgs, Pseudonymise, RunArgs},
     compiled::CompiledPolicy,
-    events::{self, Namer, aggregate::Aggregator, pseudonym::Pseudonymiser},
+    events::{Namer, pseudonym::Pseudonymiser, writer::EventWriter},
     geoip::GeoIp,
     learning::{self, Learner, Lesson},
     loader,
@@ -66,9 +66,28 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     // a start) would otherwise end the process by default; a stop request is served as soon
     // as the daemon is up.
     let signals = Signals::new()?;
+    loader::check_interfaces(&args.ifaces)?;
     let pin_dir = args.pins.pin_dir.clone();
     // One daemon per pin directory, claimed before anything in the kernel is touched.
     let _claim = pins::lock_daemon(&pin_dir)?;
+    // Then what may fail outside the kernel (a key file, the event sink, the metrics address
+    // taken): a start that fails after attaching would leave programs in place, with no
+    // policy if none was in force.
+    let observe = &args.observability;
+    let metrics = Metrics::new(pin_dir.clone());
+    let pseudonymiser = pseudonymiser(observe)?;
+    let sink = open_sink(&args.events)?;
+    let server = if observe.no_metrics {
+        None
+    } else {
+        let web = match &observe.web_config {
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
+        Some(tokio::spawn(
+            metrics::serve(observe.metrics, metrics.clone(), web).await?,
+        ))
+    };
     loader::prepare_pin_dir(&pin_dir)?;
     let failure = match args.on_failure {
         FailureAction::Allow => action::ALLOW,
@@ -98,16 +117,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         .take_map(names::EVENTS)
         .context("the kernel object has no event ring")?;
     let ring = RingBuf::try_from(ring).context("opening the event ring")?;
-    let observe = &args.observability;
-    let metrics = Metrics::new(pin_dir.clone());
     let mut daemon = Daemon {
         maps,
         source,
         pin_dir,
         state,
-        namer: Arc::new(Mutex::new(Namer::with_pseudonymiser(pseudonymiser(
-            observe,
-        )?))),
+        namer: Arc::new(Mutex::new(Namer::with_pseudonymiser(pseudonymiser))),
         metrics: metrics.clone(),
         current: None,
         events_geoip: None,
@@ -115,33 +130,21 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
     daemon.name_countries_with(compilation.events_geoip.as_deref());
     daemon.apply_first(compilation)?;
-    let server = if observe.no_metrics {
-        None
-    } else {
-        let web = match &observe.web_config {
-            Some(path) => WebConfig::load(path)?,
-            None => WebConfig::default(),
-        };
-        Some(tokio::spawn(
-            metrics::serve(observe.metrics, metrics.clone(), web).await?,
-        ))
-    };
-    let sink = open_sink(&args.events)?;
-    let writer = EventWriter {
+    let events = EventWriter::start(
         sink,
-        namer: Arc::clone(&daemon.namer),
-        aggregator: Aggregator::new(std::time::Duration::from_secs(observe.event_window)),
+        ring,
+        Arc::clone(&daemon.namer),
+        std::time::Duration::from_secs(observe.event_window),
         metrics,
-    };
-    let (stop_events, events_stop) = tokio::sync::oneshot::channel();
-    let events = tokio::spawn(writer.run(ring, events_stop));
+    )
+    .context("starting the event sink's thread")?;
     let reader = PayloadReader {
         learner,
         metrics: daemon.metrics.clone(),
     };
     let learning = tokio::spawn(reader.run(payloads));
     let outcome = daemon.serve(signals).await;
-    stop_event_writer(stop_events, events).await;
+    events.stop().await;
     learning.abort();
     if let Some(server) = server {
         server.abort();
@@ -185,6 +188,25 @@ impl Daemon {
                  one of them may be taken for a new service until they end"
             );
         }
+        // Groups and rules keep theirs too: the kernel's counter rows (kept across reloads and
+        // restarts), flows and events carry them, and are named after the policy in force.
+        if let Some(previous) = &self.state.group_numbering
+            && !policy.keep_group_numbers(previous)
+        {
+            warn!(
+                "more groups than the kernel numbers with those of removed groups reserved: \
+                 numbers of removed groups are given again, and what they counted may be \
+                 exported under a new group's name"
+            );
+        }
+        if let Some(previous) = &self.state.rule_numbering
+            && !policy.keep_rule_numbers(previous)
+        {
+            warn!(
+                "the rule numbers are exhausted: numbers of removed rules are given again, \
+                 lowest first, and what they counted may be exported under a new rule's name"
+            );
+        }
         if self.current.as_deref() == Some(&policy) {
             info!("the policy is unchanged; the generation in force stays");
             return Ok(());
@@ -213,6 +235,8 @@ impl Daemon {
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
         self.state.service_numbering = Some(policy.numbering_after(previous.as_deref()));
+        self.state.group_numbering = Some(policy.group_numbering());
+        self.state.rule_numbering = Some(policy.rule_numbering());
         self.state.policy_source = Some(self.source.describe());
         pins::write_state(&self.pin_dir, &self.state)?;
         info!(
@@ -354,7 +378,7 @@ struct PayloadReader {
 
 impl PayloadReader {
     async fn run(self, ring: RingBuf<MapData>) {
-        // As for the event ring (see `EventWriter::run`).
+        // As for the event ring (see `events::writer::EventWriter::run`).
         #[allow(deprecated)]
         let ring = AsyncFd::new(ring);
         let mut ring = match ring {
@@ -444,121 +468,4 @@ fn adopted_generation(
 ) -> Option<u32> {
     let generation = maps.active().ok()?.generation;
     (generation != 0 && digest == Some(compilation.policy.digest.as_str())).then_some(generation)
-}
-
-/// Tells the event writer to stop, and waits for it: it reads what the ring still holds and
-/// reports the repeats its open windows counted. The wait is bounded, but the writes are
-/// blocking: a sink that never accepts a line (a pipe nobody reads) holds the process as it
-/// did before the stop.
-async fn stop_event_writer(
-    stop: tokio::sync::oneshot::Sender<()>,
-    writer: tokio::task::JoinHandle<()>,
-) {
-    let _ = stop.send(());
-    if tokio::time::timeout(EVENTS_FLUSH_TIMEOUT, writer)
-        .await
-        .is_err()
-    {
-        warn!(
-            "flow events still being written after {EVENTS_FLUSH_TIMEOUT:?}; stopping without them"
-        );
-    }
-}
-
-/// Records the event writer reads at most when the daemon stops (the 1 MiB ring holds some
-/// 10,000).
-const LAST_DRAIN: usize = 1 << 16;
-
-/// How long a stopping daemon waits for the event writer's last lines.
-const EVENTS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Reads the event ring, names, aggregates and writes the events.
-struct EventWriter {
-    sink: Box<dyn Write + Send>,
-    namer: Arc<Mutex<Namer>>,
-    aggregator: Aggregator,
-    metrics: Metrics,
-}
-
-impl EventWriter {
-    /// Runs until `stop` fires (or is dropped); then reads the ring once more and closes
-    /// every aggregation window, so that what was counted is written.
-    async fn run(mut self, ring: RingBuf<MapData>, mut stop: tokio::sync::oneshot::Receiver<()>) {
-        // `AsyncFd::new` is deprecated for lack of I/O safety; here the ring buffer owns its
-        // descriptor for as long as the AsyncFd lives, which is what the safe wrapper needs.
-        #[allow(deprecated)]
-        let ring = AsyncFd::new(ring);
-        let mut ring = match ring {
-            Ok(fd) => fd,
-            Err(e) => return error!("watching the event ring: {e}"),
-        };
-        // Closing aggregation windows a second late at most is precise enough for a log.
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                guard = ring.readable_mut() => {
-                    let Ok(mut guard) = guard else { return };
-                    if self.drain(guard.get_inner_mut()).is_err() {
-                        return error!("the event sink failed; events are no longer written");
-                    }
-                    guard.clear_ready();
-                }
-                _ = tick.tick() => {
-                    let summaries = self.aggregator.expire(std::time::Instant::now());
-                    if self.write_summaries(&summaries).is_err() {
-                        return error!("the event sink failed; events are no longer written");
-                    }
-                }
-                _ = &mut stop => {
-                    let flushed = self.drain_at_most(ring.get_mut(), LAST_DRAIN).and_then(|()| {
-                        let summaries = self.aggregator.close_all();
-                        self.write_summaries(&summaries)
-                    });
-                    if let Err(e) = flushed {
-                        error!("writing the last flow events: {e}");
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn write_summaries(&mut self, summaries: &[events::FlowRecord]) -> std::io::Result<()> {
-        for summary in summaries {
-            self.metrics.suppressed(summary.suppressed);
-            self.write(summary)?;
-        }
-        Ok(())
-    }
-
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> std::io::Result<()> {
-        self.drain_at_most(ring, usize::MAX)
-    }
-
-    /// Reads at most `limit` records: the last read, at a stop, must end even under a flood of
-    /// new flows.
-    fn drain_at_most(&mut self, ring: &mut RingBuf<MapData>, limit: usize) -> std::io::Result<()> {
-        for _ in 0..limit {
-            let Some(item) = ring.next() else {
-                break;
-            };
-            let Some(event) = events::decode(&item) else {
-                continue;
-            };
-            let Ok(record) = self.namer.lock().map(|namer| namer.record(&event)) else {
-                return Err(std::io::Error::other("event namer poisoned"));
-            };
-            self.metrics.flow_event(&record);
-            if let Some(record) = self.aggregator.offer(record, std::time::Instant::now()) {
-                self.write(&record)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, record: &events::FlowRecord) -> std::io::Result<()> {
-        let line = serde_json::to_string(record).unwrap_or_default();
-        writeln!(self.sink, "{line}")?;
-        self.sink.flush()
-    }
 }

@@ -40,18 +40,17 @@ impl PolicyWatch {
     /// a link (the examples link the shipped catalog) is not followed by a recursive watch.
     pub fn new(dir: &Path) -> Result<Self, WatchError> {
         let (tx, changes) = mpsc::channel(1);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_)));
-                if relevant {
-                    // A full channel already holds a change to report: nothing is lost.
-                    let _ = tx.try_send(());
-                }
-            })
-            .map_err(|source| WatchError::Watch {
-                path: dir.to_owned(),
-                source,
-            })?;
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_)));
+            if relevant {
+                // A full channel already holds a change to report: nothing is lost.
+                let _ = tx.try_send(());
+            }
+        })
+        .map_err(|source| WatchError::Watch {
+            path: dir.to_owned(),
+            source,
+        })?;
         let mut watch = Self {
             changes,
             watcher,

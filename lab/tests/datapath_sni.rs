@@ -49,6 +49,16 @@ fn send(sandbox: &mut Sandbox, hook: Hook, record: &[u8], cuts: &[usize]) -> Vec
         .collect()
 }
 
+/// A hello naming zoom.us, with `before` and `after` bytes of other extensions around the name.
+fn zoom_hello(before: usize, after: usize) -> ClientHello {
+    ClientHello {
+        server_name: Some("zoom.us".into()),
+        before,
+        after,
+        ech: false,
+    }
+}
+
 fn the_flow(sandbox: &Sandbox) -> vigie_common::flow::FlowEntry {
     only_flow(sandbox).1
 }
@@ -98,12 +108,7 @@ fn a_name_in_a_later_segment_is_found() {
         return;
     }
     // A post-quantum-sized key share before the name: the hello spans three segments.
-    let hello = ClientHello {
-        server_name: Some("zoom.us".into()),
-        before: 1800,
-        after: 300,
-        ech: false,
-    };
+    let hello = zoom_hello(1800, 300);
     let record = hello.record();
     let name_at = hello.name_offset().unwrap();
     assert!((1500..1940).contains(&name_at), "{name_at}");
@@ -354,12 +359,7 @@ fn a_walk_waits_for_a_late_segment_and_ends_once_the_hello_is_past() {
     ) {
         return;
     }
-    let hello = ClientHello {
-        server_name: Some("zoom.us".into()),
-        before: 1800,
-        after: 300,
-        ech: false,
-    };
+    let hello = zoom_hello(1800, 300);
     let record = hello.record();
     // The walk's next header after the first segment is the name's extension; the segment
     // after the name starts past it, within the hello.
@@ -406,12 +406,7 @@ fn a_segment_longer_than_the_copy_ends_the_walk() {
     // One segment of some 2,500 bytes (TSO on a host, jumbo frames) whose name lies past the
     // 2,048 bytes the walk copies: counted unreadable, not waited for in a later segment
     // (none will hold it).
-    let hello = ClientHello {
-        server_name: Some("zoom.us".into()),
-        before: 2100,
-        after: 100,
-        ech: false,
-    };
+    let hello = zoom_hello(2100, 100);
     let record = hello.record();
     assert!(hello.name_offset().unwrap() > 2048);
     for hook in OUTBOUND_HOOKS {

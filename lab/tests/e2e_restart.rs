@@ -331,3 +331,58 @@ fn maps_of_another_layout_are_refused_and_enforcement_stays() {
     let results = lab.probe(&lab.specs(&["zoom"], &[Proto::Udp], BLOCK_TIMEOUT));
     assert!(peer::unexpected(&results, false).is_empty(), "{results:?}");
 }
+
+/// A start that cannot finish is refused before it touches the kernel: a mistyped second
+/// interface, or a metrics address already taken, leaves the first interface as it was (no
+/// program attached with no policy, whose failure behaviour would drop everything here).
+#[test]
+fn a_start_that_cannot_finish_attaches_nothing() {
+    let Some((_one, lab)) = lab_alone("a_start_that_cannot_finish_attaches_nothing") else {
+        return;
+    };
+    let pins = vigie_lab::bpffs::PinDir::new().unwrap();
+    let pin_dir = pins.path().to_string_lossy().into_owned();
+    let lan = Hook::Xdp.iface();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--iface",
+            lan,
+            "--hook",
+            "xdp",
+            "--pin-dir",
+            &pin_dir,
+            "--on-failure",
+            "block",
+        ];
+        args.extend_from_slice(extra);
+        lab.topo.exec(lab.topo.gw(), &lab.vigie, &args).unwrap()
+    };
+    // A listener on the metrics address, in the gateway's namespace.
+    let taken = lab
+        .topo
+        .spawn(
+            lab.topo.gw(),
+            "nc",
+            &["-l", "127.0.0.1", "9947"],
+            std::process::Stdio::null(),
+            std::process::Stdio::null(),
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for (extra, says) in [
+        (&["--iface", "nosuch0"][..], "no interface nosuch0"),
+        (&[][..], "127.0.0.1:9947"),
+    ] {
+        let out = run(extra);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}: {log}");
+        assert!(log.contains(says), "{extra:?}: {log}");
+        assert!(!log.contains("loading the datapath"), "{extra:?}: {log}");
+        let programs = census::net_programs(&lab.topo, lan).unwrap();
+        assert!(programs.is_empty(), "{extra:?}: {programs:?}");
+    }
+    drop(taken);
+    let results = lab.probe(&lab.visio_specs(PASS_TIMEOUT));
+    assert!(peer::unexpected(&results, true).is_empty(), "{results:?}");
+}
