@@ -81,6 +81,7 @@ pub struct CompiledPolicy {
 /// their numbers while there are others.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reserved {
+    pub services: Numbering,
     pub rules: Numbering,
     pub groups: Numbering,
 }
@@ -136,6 +137,7 @@ impl CompiledPolicy {
             .get(id as usize)
             .map(|s| s.id.as_str())
             .filter(|id| !id.is_empty())
+            .or_else(|| self.reserved.services.name(id as usize))
     }
 
     /// The kernel's service numbering: index = kernel id, the catalog id there ("" for 0 and
@@ -176,13 +178,16 @@ impl CompiledPolicy {
             .skip(1)
             .map(|s| s.id.as_str())
             .collect();
-        let renumbering = Numbering::from(previous.to_vec()).renumber(&names, Numbers::SERVICES);
+        let previous = Numbering::from(previous.to_vec());
+        let renumbering = previous.renumber(&names, Numbers::SERVICES);
         // More services than the kernel numbers: left as compiled (the compiler refuses such a
         // catalog before this).
         let Some(renumbering) = renumbering else {
             return false;
         };
         self.renumber_services(&renumbering.numbers);
+        // Counter rows and flows of removed services keep their names.
+        self.reserved.services = previous.removed_from(&Numbering::from(self.service_numbering()));
         renumbering.kept_reserved
     }
 
@@ -462,7 +467,8 @@ mod tests {
         let mut later = policy(&[("aaa", ""), ("bbb", ""), ("zoom", ZOOM)]);
         assert!(later.keep_service_numbers(&after.service_numbering()));
         assert_eq!(later.service_numbering(), ["", "", "zoom", "aaa", "bbb"]);
-        assert_eq!(later.service_name(1), None);
+        // Still named, for the counter rows and flows it left.
+        assert_eq!(later.service_name(1), Some("teams"));
         assert_eq!(zoom_numbers(&later), (2, [1 << 2, 0], 2, 2));
 
         // A removed service that held the highest number keeps it too (the numbering kept
@@ -481,7 +487,8 @@ mod tests {
 
         // The same files again: nothing moves, and the policy is equal to the one in force.
         let mut again = policy(&[("aaa", ""), ("bbb", ""), ("zoom", ZOOM)]);
-        assert!(again.keep_service_numbers(&later.service_numbering()));
+        let in_force = later.numbering_after(Some(&after.service_numbering()));
+        assert!(again.keep_service_numbers(&in_force));
         assert_eq!(again, later);
     }
 
