@@ -19,7 +19,8 @@ use vigie_common::{
 
 use crate::{
     decide, flow_cache,
-    headers::{IPPROTO_TCP, IPPROTO_UDP},
+    headers::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    icmp,
     maps::{
         ACTIVE_POLICY, DECIDING, FAILURE_ACTION, FLOWS, PARSE_FAILURES, SCRATCH, SETTINGS, STATS,
         bump,
@@ -128,6 +129,10 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if packet.later_fragment {
         bump(&STATS, stat::FRAGMENTS);
     }
+    // Before the packet's own key goes to `SCRATCH`: the quoted flow's key is built there.
+    if let Some(verdict) = icmp_error(ctx, packet, len, direction) {
+        return verdict;
+    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return Outcome::Pass;
     };
@@ -226,6 +231,35 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     }
     count(&fresh, len, true);
     outcome(&fresh, packet, direction)
+}
+
+/// An ICMP error about a flow the table knows gets that flow's verdict (see `icmp`), counted
+/// under it; None for any other packet.
+#[inline(always)]
+fn icmp_error(
+    ctx: &impl LoadBytes,
+    packet: &Packet,
+    len: u32,
+    direction: Direction,
+) -> Option<Outcome> {
+    if (packet.proto != IPPROTO_ICMP && packet.proto != IPPROTO_ICMPV6)
+        || packet.payload_len < icmp::MIN_ERROR_LEN
+    {
+        return None;
+    }
+    sni::copy_payload(ctx, packet.payload_offset, packet.payload_len)?;
+    let reply = u64::from(direction == Direction::Reply);
+    if icmp::vigie_icmp_error(u64::from(packet.proto), reply) == 0 {
+        return None;
+    }
+    let entry = icmp::found_entry()?;
+    count(&entry, len, false);
+    // Never answered: an error about an error is not sent.
+    Some(if action::blocks(effective_action(&entry)) {
+        Outcome::Drop
+    } else {
+        Outcome::Pass
+    })
 }
 
 /// A flow decided under an earlier policy: decided again under the policy in force (its

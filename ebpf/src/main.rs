@@ -20,6 +20,7 @@ mod cursor;
 mod decide;
 mod flow_cache;
 mod headers;
+mod icmp;
 mod maps;
 mod parse;
 mod payload;

@@ -12,8 +12,8 @@ use crate::{
     headers::{
         ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ETH_P_PPPOE_SESSION, Ethernet,
         ExtensionStart, Fragment6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-        IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6, PPP_IPV4, PPP_IPV6, Ports,
-        PppoeSession, TcpRest, UdpRest, VlanTag, be16,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, Ipv4, Ipv6,
+        PPP_IPV4, PPP_IPV6, Ports, PppoeSession, TcpRest, UdpRest, VlanTag, be16,
     },
 };
 
@@ -226,7 +226,12 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             packet.dst_port = be16(ports.dst);
             set_payload(packet, start + 8, (cursor.end() - data) as u32);
         }
-        // ICMP, ICMPv6 and other protocols are classified by address only.
+        // An ICMP error quotes the packet it is about (see `icmp`): its message is the payload.
+        // Other ICMP messages and other protocols are classified by address only.
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let start = (cursor.position() - data) as u32;
+            set_payload(packet, start, (cursor.end() - data) as u32);
+        }
         _ => {}
     }
     Ok(())

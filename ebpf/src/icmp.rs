@@ -1,0 +1,125 @@
+//! ICMP and ICMPv6 errors (unreachable, packet too big, time exceeded, parameter problem) are
+//! about a flow: the packet they quote. They get that flow's verdict, not one of their own by
+//! their outer addresses: those are often a router's, which no rule names, and under a policy
+//! that blocks by default a "packet too big" for an allowed flow would be dropped, breaking
+//! path MTU discovery. An error quoting a flow the table does not know is judged as any other
+//! packet.
+
+use vigie_common::{
+    flow::{FlowEntry, FlowKey},
+    sni::{PAYLOAD_BYTES, SniWork},
+};
+
+use crate::{
+    headers::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    maps::{DECIDING, FLOWS, SCRATCH, SNI_WORK},
+    sni::byte,
+};
+
+/// The error's own header (8 bytes), then at least the quoted IPv4 header (20).
+pub const MIN_ERROR_LEN: u32 = 8 + 20;
+
+/// Whether an ICMP(v6) type is an error that quotes the packet it is about.
+#[inline(always)]
+const fn is_error(proto: u8, kind: u8) -> bool {
+    if proto == IPPROTO_ICMP {
+        // Destination unreachable (fragmentation needed among them), time exceeded,
+        // parameter problem.
+        matches!(kind, 3 | 11 | 12)
+    } else {
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        matches!(kind, 1..=4)
+    }
+}
+
+/// The flow an ICMP error in this CPU's work area (copied from its ICMP header on) is about,
+/// seen from the internal host: `reply` is 1 when the error travels towards the internal host
+/// (it quotes a packet the host sent), 0 when the host sends it (it quotes one it received).
+/// Copies the flow's entry into `DECIDING` and returns 1 if the flow table holds it; 0 when the
+/// message is no error, quotes what cannot be read, or a flow nobody opened. The quoted flow's
+/// key is built in `SCRATCH` (the classifier writes the packet's own key there afterwards).
+///
+/// A global BPF function: verified once, off the classifier's stack.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn vigie_icmp_error(proto: u64, reply: u64) -> u64 {
+    let (Some(work), Some(key)) = (SNI_WORK.get_ptr(0), SCRATCH.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: this CPU's work area and scratch key, valid for the program run.
+    let (w, key) = unsafe { (&*work, &mut *key) };
+    let len = (w.len as usize).min(PAYLOAD_BYTES);
+    if !is_error(proto as u8, byte(w, 0)) || !quoted_flow(w, len, reply != 0, key) {
+        return 0;
+    }
+    let (Some(entry), Some(out)) = (FLOWS.get_ptr(key), DECIDING.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: a value of the flow map and this CPU's entry, valid for this program run.
+    unsafe { *out = *entry };
+    1
+}
+
+/// Writes the key of the quoted packet's flow into `key`; false if it cannot be read. Only
+/// what a flow key is made of is read: the quoted IP header, and the ports of TCP and UDP (the
+/// first 4 bytes after it, which every error quotes). A quoted IPv6 packet with extension
+/// headers, or a quoted later fragment, is not read.
+#[inline(always)]
+fn quoted_flow(w: &SniWork, len: usize, reply: bool, key: &mut FlowKey) -> bool {
+    const IP: usize = 8;
+    let version = byte(w, IP) >> 4;
+    let (proto, header, src_at, dst_at, addr_len) = if version == 4 {
+        let header = usize::from(byte(w, IP) & 0x0f) * 4;
+        // A later fragment has no ports to read: its flow is not the one of the first.
+        let fragment_offset =
+            (usize::from(byte(w, IP + 6) & 0x1f) << 8) | usize::from(byte(w, IP + 7));
+        if header < 20 || fragment_offset != 0 {
+            return false;
+        }
+        (byte(w, IP + 9), header, IP + 12, IP + 16, 4)
+    } else if version == 6 {
+        (byte(w, IP + 6), 40, IP + 8, IP + 24, 16)
+    } else {
+        return false;
+    };
+    let ports_at = IP + header;
+    let (mut src_port, mut dst_port) = (0u16, 0u16);
+    if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+        if ports_at + 4 > len {
+            return false;
+        }
+        src_port = u16::from_be_bytes([byte(w, ports_at), byte(w, ports_at + 1)]);
+        dst_port = u16::from_be_bytes([byte(w, ports_at + 2), byte(w, ports_at + 3)]);
+    } else if (proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6) || ports_at > len {
+        // Extension headers (IPv6) or a protocol whose flows the table keys otherwise.
+        return false;
+    }
+    // An error towards the internal host quotes what the host sent (local to remote); one the
+    // host sends quotes what it received.
+    let (local_at, remote_at) = if reply {
+        (src_at, dst_at)
+    } else {
+        (dst_at, src_at)
+    };
+    for i in 0..16 {
+        let inside = i < addr_len;
+        key.local[i] = if inside { byte(w, local_at + i) } else { 0 };
+        key.remote[i] = if inside { byte(w, remote_at + i) } else { 0 };
+    }
+    (key.local_port, key.remote_port) = if reply {
+        (src_port, dst_port)
+    } else {
+        (dst_port, src_port)
+    };
+    key.proto = proto;
+    key.family = if addr_len == 4 { 4 } else { 6 };
+    key.pad = [0; 2];
+    true
+}
+
+/// The entry `vigie_icmp_error` found, if it found one.
+#[inline(always)]
+pub fn found_entry() -> Option<FlowEntry> {
+    // SAFETY: this CPU's entry, valid for the program run.
+    DECIDING.get_ptr(0).map(|e| unsafe { *e })
+}
