@@ -62,7 +62,10 @@ pub fn packet(
 ) -> Outcome {
     bump(&STATS, stat::PACKETS);
     match parse::frame(data, end) {
-        Ok(Parsed::Ip(packet)) => ip_packet(ctx, &packet, len, direction),
+        Ok(Parsed::Ip(mut packet)) => {
+            packet.reach(len);
+            ip_packet(ctx, &packet, len, direction)
+        }
         Ok(Parsed::NotIp) => {
             bump(&STATS, stat::NOT_IP);
             Outcome::Pass
@@ -129,18 +132,6 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if packet.later_fragment {
         bump(&STATS, stat::FRAGMENTS);
     }
-    // Before the packet's own key goes to `SCRATCH`: the quoted flow's key is built there.
-    if let Some(verdict) = icmp_error(ctx, packet, len, direction) {
-        return verdict;
-    }
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return Outcome::Pass;
-    };
-    // SAFETY: per-CPU scratch entry, used only during this program run.
-    let key = unsafe {
-        *scratch = flow_key(packet, direction);
-        &*scratch
-    };
     let active = active_policy();
     if active.generation == 0 {
         bump(&STATS, stat::NO_POLICY);
@@ -151,6 +142,18 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
             Outcome::Pass
         };
     }
+    // Before the packet's own key goes to `SCRATCH`: the quoted flow's key is built there.
+    if let Some(verdict) = icmp_error(ctx, packet, (len, direction), active.generation) {
+        return verdict;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Outcome::Pass;
+    };
+    // SAFETY: per-CPU scratch entry, used only during this program run.
+    let key = unsafe {
+        *scratch = flow_key(packet, direction);
+        &*scratch
+    };
     if let Some(cached) = flow_cache::lookup(key, active.generation) {
         // SAFETY: a row of this CPU's flow cache, valid for this program run.
         let cached = unsafe { &*cached };
@@ -160,7 +163,7 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a value of the flow map; a concurrent update of the same flow can at worst
         // make this packet count under the previous verdict.
-        let cached = unsafe { *entry };
+        let mut cached = unsafe { *entry };
         // A DNS server's answer to a question an internal host asked (its flow exists, opened
         // from the LAN, and is not blocked): the daemon learns the addresses of catalog names
         // from it. An answer nobody asked for teaches nothing. The packet is judged as usual.
@@ -173,8 +176,14 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
         {
             payload::dns(ctx, packet, packet.proto == IPPROTO_TCP);
         }
-        if cached.flags & flags::QUIC_PENDING != 0 && quic_held(ctx, packet, direction, entry) {
-            return Outcome::Drop;
+        if cached.flags & flags::QUIC_PENDING != 0 {
+            if quic_held(ctx, packet, direction, entry) {
+                return Outcome::Drop;
+            }
+            // Read again: the hold changed fields in place, which a copy taken before would
+            // write back (undoing a count, a released hold, or the daemon's answer).
+            // SAFETY: as above.
+            cached = unsafe { *entry };
         }
         let current = if cached.generation == active.generation {
             cached
@@ -239,8 +248,8 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
 fn icmp_error(
     ctx: &impl LoadBytes,
     packet: &Packet,
-    len: u32,
-    direction: Direction,
+    (len, direction): (u32, Direction),
+    generation: u32,
 ) -> Option<Outcome> {
     if (packet.proto != IPPROTO_ICMP && packet.proto != IPPROTO_ICMPV6)
         || packet.payload_len < icmp::MIN_ERROR_LEN
@@ -248,8 +257,11 @@ fn icmp_error(
         return None;
     }
     sni::copy_payload(ctx, packet.payload_offset, packet.payload_len)?;
-    let reply = u64::from(direction == Direction::Reply);
-    if icmp::vigie_icmp_error(u64::from(packet.proto), reply) == 0 {
+    let message = u64::from(packet.proto)
+        | (u64::from(direction == Direction::Reply) << 8)
+        | (u64::from(generation) << 32);
+    let (to_a, to_b) = (icmp::half(&packet.dst, 0), icmp::half(&packet.dst, 8));
+    if icmp::vigie_icmp_error(message, to_a, to_b) == 0 {
         return None;
     }
     let entry = icmp::found_entry()?;

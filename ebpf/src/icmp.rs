@@ -13,6 +13,7 @@ use vigie_common::{
 use crate::{
     headers::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
     maps::{DECIDING, FLOWS, SCRATCH, SNI_WORK},
+    parse::is_extension,
     sni::byte,
 };
 
@@ -33,42 +34,71 @@ const fn is_error(proto: u8, kind: u8) -> bool {
 }
 
 /// The flow an ICMP error in this CPU's work area (copied from its ICMP header on) is about,
-/// seen from the internal host: `reply` is 1 when the error travels towards the internal host
-/// (it quotes a packet the host sent), 0 when the host sends it (it quotes one it received).
-/// Copies the flow's entry into `DECIDING` and returns 1 if the flow table holds it; 0 when the
-/// message is no error, quotes what cannot be read, or a flow nobody opened. The quoted flow's
+/// seen from the internal host. `message`: the error's protocol (bits 0-7), 1 in bit 8 when the
+/// error travels towards the internal host (it quotes a packet the host sent; 0 when the host
+/// sends it, quoting one it received), and the generation of the policy in force (bits 32-63).
+/// `to_a`, `to_b`: the error's destination address (its two halves, as the flow key holds it).
+///
+/// Copies the flow's entry into `DECIDING` and returns 1 if the flow table holds it, decided
+/// under the policy in force, and the error goes where an error about it must go: to the
+/// sender of the quoted packet, in the same IP version. 0 otherwise: no error, a quote that
+/// cannot be read, a flow nobody opened or not decided again since a swap (the error is then
+/// judged by its own addresses), or an "error" aimed elsewhere than the quoted sender, which is
+/// no error but a way to carry data past the rules on an allowed flow's name. The quoted flow's
 /// key is built in `SCRATCH` (the classifier writes the packet's own key there afterwards).
 ///
 /// A global BPF function: verified once, off the classifier's stack.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn vigie_icmp_error(proto: u64, reply: u64) -> u64 {
+pub extern "C" fn vigie_icmp_error(message: u64, to_a: u64, to_b: u64) -> u64 {
     let (Some(work), Some(key)) = (SNI_WORK.get_ptr(0), SCRATCH.get_ptr_mut(0)) else {
         return 0;
     };
     // SAFETY: this CPU's work area and scratch key, valid for the program run.
     let (w, key) = unsafe { (&*work, &mut *key) };
     let len = (w.len as usize).min(PAYLOAD_BYTES);
-    if !is_error(proto as u8, byte(w, 0)) || !quoted_flow(w, len, reply != 0, key) {
+    let proto = (message & 0xff) as u8;
+    let reply = message & (1 << 8) != 0;
+    if !is_error(proto, byte(w, 0)) || !quoted_flow(w, len, proto, reply, key) {
+        return 0;
+    }
+    // The quoted packet's sender: the local side of a packet the host sent, the remote side
+    // of one it received.
+    let sender = if reply { &key.local } else { &key.remote };
+    if half(sender, 0) != to_a || half(sender, 8) != to_b {
         return 0;
     }
     let (Some(entry), Some(out)) = (FLOWS.get_ptr(key), DECIDING.get_ptr_mut(0)) else {
         return 0;
     };
     // SAFETY: a value of the flow map and this CPU's entry, valid for this program run.
-    unsafe { *out = *entry };
+    unsafe {
+        if u64::from((*entry).generation) != message >> 32 {
+            return 0;
+        }
+        *out = *entry;
+    }
     1
+}
+
+/// Eight bytes of an address, as `vigie_icmp_error`'s caller packs them.
+#[inline(always)]
+pub fn half(addr: &[u8; 16], from: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&addr[from..from + 8]);
+    u64::from_ne_bytes(bytes)
 }
 
 /// Writes the key of the quoted packet's flow into `key`; false if it cannot be read. Only
 /// what a flow key is made of is read: the quoted IP header, and the ports of TCP and UDP (the
 /// first 4 bytes after it, which every error quotes). A quoted IPv6 packet with extension
-/// headers, or a quoted later fragment, is not read.
+/// headers, a quoted later fragment, or a quote of the other IP version, is not read.
 #[inline(always)]
-fn quoted_flow(w: &SniWork, len: usize, reply: bool, key: &mut FlowKey) -> bool {
+fn quoted_flow(w: &SniWork, len: usize, outer: u8, reply: bool, key: &mut FlowKey) -> bool {
     const IP: usize = 8;
     let version = byte(w, IP) >> 4;
-    let (proto, header, src_at, dst_at, addr_len) = if version == 4 {
+    // ICMP quotes IPv4, ICMPv6 quotes IPv6.
+    let (proto, header, src_at, dst_at, addr_len) = if version == 4 && outer == IPPROTO_ICMP {
         let header = usize::from(byte(w, IP) & 0x0f) * 4;
         // A later fragment has no ports to read: its flow is not the one of the first.
         let fragment_offset =
@@ -77,7 +107,7 @@ fn quoted_flow(w: &SniWork, len: usize, reply: bool, key: &mut FlowKey) -> bool 
             return false;
         }
         (byte(w, IP + 9), header, IP + 12, IP + 16, 4)
-    } else if version == 6 {
+    } else if version == 6 && outer == IPPROTO_ICMPV6 {
         (byte(w, IP + 6), 40, IP + 8, IP + 24, 16)
     } else {
         return false;
@@ -90,8 +120,9 @@ fn quoted_flow(w: &SniWork, len: usize, reply: bool, key: &mut FlowKey) -> bool 
         }
         src_port = u16::from_be_bytes([byte(w, ports_at), byte(w, ports_at + 1)]);
         dst_port = u16::from_be_bytes([byte(w, ports_at + 2), byte(w, ports_at + 3)]);
-    } else if (proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6) || ports_at > len {
-        // Extension headers (IPv6) or a protocol whose flows the table keys otherwise.
+    } else if (addr_len == 16 && is_extension(proto)) || ports_at > len {
+        // An IPv6 extension header first: where the protocol is, is not read here. Every other
+        // protocol's flows are keyed without ports, as the parser keys them.
         return false;
     }
     // An error towards the internal host quotes what the host sent (local to remote); one the

@@ -44,6 +44,21 @@ pub struct Packet {
     ip_end: u32,
 }
 
+impl Packet {
+    /// Extends the payload to the whole packet, `frame_len` bytes from the frame's start: on
+    /// TC the parser reads the linear part of the skb (the headers), and the payload may go on
+    /// in paged data, which the payload readers' helpers (`bpf_skb_load_bytes`) read too.
+    #[inline(always)]
+    pub fn reach(&mut self, frame_len: u32) {
+        if self.payload_offset != 0 {
+            self.payload_len = self
+                .ip_end
+                .min(frame_len)
+                .saturating_sub(self.payload_offset);
+        }
+    }
+}
+
 pub enum Parsed {
     Ip(Packet),
     /// ARP, LLDP, a PPP control frame...: not ours to judge.
@@ -160,7 +175,7 @@ fn ipv6(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32>
 }
 
 #[inline(always)]
-const fn is_extension(next: u8) -> bool {
+pub const fn is_extension(next: u8) -> bool {
     matches!(
         next,
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS

@@ -169,7 +169,11 @@ fn walk(w: &mut SniWork) -> u32 {
         }
         let at = w.next_seq.wrapping_sub(w.segment_seq);
         if at >= w.segment_len {
-            return past_segment(w);
+            // In a later segment (this one is a retransmission, or the next one is still to
+            // come), or this one starts past it (reordered, or sent out of order on purpose):
+            // the walk waits for the segment that holds it. Ending the walk there would let a
+            // client hide its name behind a segment sent ahead.
+            return status::NEED_MORE;
         }
         // In this segment, but past the part copied (a segment longer than the copy: TSO on
         // a host, jumbo frames), or a header split with the next segment: not read.
@@ -193,23 +197,6 @@ fn walk(w: &mut SniWork) -> u32 {
         w.next_seq = next;
     }
     status::NEED_MORE
-}
-
-/// The walk's next header is not in this segment: it comes in a later one (this segment is a
-/// retransmission, or the next one is still to come), or this segment starts after it (a
-/// segment the walk did not see, or one that overtook it). The latter only waits while the
-/// segment starts within the extensions: the missing bytes may still come (reordering). A
-/// segment that starts at or past their end shows that the walk lost them for good: it ends
-/// there, instead of copying every later segment of the flow for nothing.
-#[inline(always)]
-fn past_segment(w: &SniWork) -> u32 {
-    let behind = w.segment_seq.wrapping_sub(w.next_seq).cast_signed() > 0;
-    let past_end = w.segment_seq.wrapping_sub(w.end_seq).cast_signed() >= 0;
-    if behind && past_end {
-        status::UNREADABLE
-    } else {
-        status::NEED_MORE
-    }
 }
 
 /// 1 if `x` is zero, else 0, without a branch.

@@ -194,3 +194,77 @@ fn a_truncated_or_odd_quote_is_judged_by_its_own_addresses() {
         }
     }
 }
+
+#[test]
+fn an_error_aimed_elsewhere_than_the_quoted_sender_is_judged_by_its_own_addresses() {
+    if !vigie_lab::privilege::privileged(
+        "an_error_aimed_elsewhere_than_the_quoted_sender_is_judged_by_its_own_addresses",
+    ) {
+        return;
+    }
+    // An allowed flow to Visio; then the host "answers" a packet Visio never sent, to a third
+    // address the policy blocks: an error goes to the quoted packet's sender, so this one is
+    // no error but data on the allowed flow's name. Judged by its own addresses: blocked.
+    let to_visio = Frame::udp4(FINANCE_HOST, 5000, VISIO_HOST, 443).payload(&[0; 100]);
+    let from_visio = Frame::udp4(VISIO_HOST, 443, FINANCE_HOST, 5000).payload(&[0; 100]);
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&allow_only_visio());
+        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
+        let smuggled = error4(FINANCE_HOST, UNKNOWN_HOST, (3, 3), &from_visio);
+        assert_eq!(
+            run(&mut sandbox, hook, &smuggled),
+            Outcome::Drop,
+            "{hook:?}: to a third address"
+        );
+        // The same from outside: an "error" to the host quoting a packet of another host.
+        let elsewhere = Frame::udp4(RESEARCH_HOST, 5000, VISIO_HOST, 443).payload(&[0; 100]);
+        let _ = run(&mut sandbox, hook, &elsewhere.build());
+        let misdirected = error4(ROUTER, FINANCE_HOST, FRAG_NEEDED, &elsewhere);
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &misdirected),
+            Outcome::Drop,
+            "{hook:?}: quoting another host's packet"
+        );
+        // An ICMP message quoting IPv6, or ICMPv6 quoting IPv4: not read.
+        let to_visio6 = Frame::udp6(FINANCE_HOST6, 5000, VISIO_HOST6, 443).payload(&[0; 100]);
+        let crossed = Frame::icmp4(ROUTER, FINANCE_HOST).payload(&quoted(&to_visio6));
+        let at = crossed.offsets().transport;
+        let crossed = crossed.patch(at, &[3, 4]).build();
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &crossed),
+            Outcome::Drop,
+            "{hook:?}: ICMP quoting IPv6"
+        );
+    }
+}
+
+#[test]
+fn an_error_about_a_flow_not_decided_since_a_swap_is_judged_by_its_own_addresses() {
+    if !vigie_lab::privilege::privileged(
+        "an_error_about_a_flow_not_decided_since_a_swap_is_judged_by_its_own_addresses",
+    ) {
+        return;
+    }
+    // The flow's verdict is the previous policy's: it is not the error's to trust (the new
+    // policy may block the flow). The flow's next packet decides it again, and errors follow.
+    let to_visio = Frame::udp4(FINANCE_HOST, 5000, VISIO_HOST, 443).payload(&[0; 100]);
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&allow_only_visio());
+        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
+        sandbox
+            .apply(&allow_only_visio().compile())
+            .unwrap_or_else(|e| panic!("applying: {e}"));
+        let too_big = error4(ROUTER, FINANCE_HOST, FRAG_NEEDED, &to_visio);
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &too_big),
+            Outcome::Drop,
+            "{hook:?}: before the flow's next packet"
+        );
+        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &too_big),
+            Outcome::Pass,
+            "{hook:?}: after it"
+        );
+    }
+}
