@@ -88,8 +88,8 @@ impl Numbering {
 
     /// Numbers within `numbers` for `names` (each given once): a name this numbering knows
     /// keeps its number, a new one takes the lowest number this numbering gave no name (the
-    /// numbers of removed names stay reserved). When those leave no room, reserved numbers go
-    /// to the new names, lowest first (`kept_reserved` is false then). `None` when the names
+    /// numbers of removed names stay reserved). When those leave no room, the numbers never given
+    /// go first, then reserved ones, lowest first (`kept_reserved` is false then). `None` when the names
     /// outnumber the table itself.
     #[must_use]
     pub fn renumber(&self, names: &[&str], numbers: Numbers) -> Option<Renumbering> {
@@ -110,7 +110,15 @@ impl Numbering {
                 self.name(number)
                     .is_some_and(|name| reserve_removed || current.contains(name))
             };
-            let mut free = (numbers.first..numbers.limit).filter(|&n| !held(n));
+            // Numbers never given first; then, only when those run out, the removed names'
+            // (lowest first): each one given away loses a removed name its counts.
+            let never_given = |n: &usize| self.name(*n).is_none();
+            let range = numbers.first..numbers.limit;
+            let mut free = range
+                .clone()
+                .filter(never_given)
+                .chain(range.filter(|n| !never_given(n)))
+                .filter(|&n| !held(n));
             names
                 .iter()
                 .map(|name| known.get(name).copied().or_else(|| free.next()))
@@ -212,6 +220,21 @@ mod tests {
             (vec![2, 3, 1], false)
         );
         assert_eq!(after.renumber(&["v", "w", "x", "y"], SMALL), None);
+    }
+
+    #[test]
+    fn a_crowded_table_gives_away_only_the_reserved_numbers_it_must() {
+        // Three removed names, two numbers never given, three new names: the two never-given
+        // numbers first, then one reserved number (the lowest); the other two keep their names.
+        let previous = numbering(&["", "g1", "g2", "g3", "a", "b"]);
+        let eight = Numbers { first: 1, limit: 8 };
+        let renumbered = previous
+            .renumber(&["a", "b", "n1", "n2", "n3"], eight)
+            .unwrap();
+        assert_eq!(
+            (renumbered.numbers, renumbered.kept_reserved),
+            (vec![4, 5, 6, 7, 1], false)
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! events, reloads on SIGHUP, and leaves enforcement in place when it stops.
 
 use std::{
-    io::Write,
     path::PathBuf,
     sync::{Arc, Mutex},
 };
@@ -20,7 +19,7 @@ use crate::{
     catalog::Catalog,
     cli::{FailureAction, ObservabilityArgs, Pseudonymise, RunArgs},
     compiled::CompiledPolicy,
-    events::{Namer, pseudonym::Pseudonymiser, writer::EventWriter},
+    events::{self, Namer, pseudonym::Pseudonymiser, writer::EventWriter},
     geoip::GeoIp,
     learning::{self, Learner, Lesson},
     loader,
@@ -76,7 +75,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let observe = &args.observability;
     let metrics = Metrics::new(pin_dir.clone());
     let pseudonymiser = pseudonymiser(observe)?;
-    let sink = open_sink(&args.events)?;
+    let sink = events::sink::open(&args.events)
+        .with_context(|| format!("opening the event sink {}", args.events))?;
     let server = if observe.no_metrics {
         None
     } else {
@@ -289,7 +289,13 @@ impl Daemon {
             tokio::select! {
                 _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
-                _ = hangup.recv() => self.reload("SIGHUP"),
+                _ = hangup.recv() => {
+                    self.reload("SIGHUP");
+                    // A link switched just before the SIGHUP: its new target is watched now.
+                    if let Some(watch) = watch.as_mut() {
+                        watch.refresh();
+                    }
+                }
                 () = changed(watch.as_mut()) => self.reload("a change in the policy directory"),
             }
         }
@@ -342,18 +348,6 @@ async fn changed(watch: Option<&mut PolicyWatch>) {
         Some(watch) => watch.changed().await,
         None => std::future::pending().await,
     }
-}
-
-fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
-    if target == "-" {
-        return Ok(Box::new(std::io::stdout()));
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(target)
-        .with_context(|| format!("opening the event sink {target}"))?;
-    Ok(Box::new(file))
 }
 
 fn pseudonymiser(args: &ObservabilityArgs) -> Result<Option<Pseudonymiser>> {

@@ -83,7 +83,16 @@ impl PolicyWatch {
     /// Watches the directories where their links point now, and no longer where they pointed:
     /// an operator who switches `catalog` to another directory (`ln -sfn`, or a
     /// configuration manager's atomic link swap) expects the next edit there to count, and
-    /// a directory created after the start (`geoip/`) is watched from then on.
+    /// a directory created after the start (`geoip/`) is watched from then on. The daemon calls
+    /// it after every reload, whatever asked for it (a SIGHUP right after `ln -sfn` ends the
+    /// wait for the directory to settle). A directory that cannot be watched is said, and the
+    /// others are watched still.
+    pub fn refresh(&mut self) {
+        if let Err(e) = self.follow() {
+            tracing::warn!("{e}");
+        }
+    }
+
     fn follow(&mut self) -> Result<(), WatchError> {
         let now = self.real_dirs();
         for gone in self.watched.iter().filter(|d| !now.contains(d)) {
@@ -93,16 +102,14 @@ impl PolicyWatch {
         // Every directory again, not only new ones: one deleted and made again at the same
         // path (`rm -r catalog && cp -r new catalog`) lost its watch with its inode.
         self.watched.clear();
+        let mut failed = None;
         for dir in now {
-            self.watcher
-                .watch(&dir, RecursiveMode::NonRecursive)
-                .map_err(|source| WatchError::Watch {
-                    path: dir.clone(),
-                    source,
-                })?;
-            self.watched.push(dir);
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => self.watched.push(dir),
+                Err(source) => failed = Some(WatchError::Watch { path: dir, source }),
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// The directories watched, by their real paths.
@@ -126,9 +133,7 @@ impl PolicyWatch {
         // The change may have moved a link: the next ones are watched where it points now. A
         // directory that cannot be watched any more is said, and the change still reported:
         // the reload that follows shows what is wrong with the files.
-        if let Err(e) = self.follow() {
-            tracing::warn!("{e}");
-        }
+        self.refresh();
     }
 }
 

@@ -26,6 +26,63 @@ use crate::metrics::{DropReason, Metrics};
 /// for a sink that stopped.
 pub const QUEUE_LINES: usize = 4096;
 
+/// Opens the event sink: `-` for standard output, else a file appended to (created if
+/// missing). A FIFO that no process reads yet is not waited for here (opening it would block
+/// the start until a reader comes, before anything is enforced): it is opened by the sink's
+/// thread on its first line, and lines are counted as dropped while nobody reads.
+pub fn open(target: &str) -> std::io::Result<Box<dyn Write + Send>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if target == "-" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    match options.clone().custom_flags(libc::O_NONBLOCK).open(target) {
+        Ok(file) => {
+            // Writes block again once open: the thread is there to wait for them.
+            nix::fcntl::fcntl(
+                &file,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+            )
+            .map_err(std::io::Error::from)?;
+            Ok(Box::new(file))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            warn!(
+                target,
+                "no process reads the event FIFO yet: flow events are written once one does"
+            );
+            Ok(Box::new(LateFifo {
+                options,
+                path: target.into(),
+                file: None,
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A FIFO opened on its first write, by the sink's thread (the open waits for a reader).
+struct LateFifo {
+    options: std::fs::OpenOptions,
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Write for LateFifo {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.file.is_none() {
+            self.file = Some(self.options.open(&self.path)?);
+            info!(path = %self.path.display(), "the event FIFO has a reader");
+        }
+        self.file.as_mut().map_or(Ok(0), |f| f.write(bytes))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
 /// The daemon's end of the sink thread.
 pub struct SinkThread {
     lines: SyncSender<String>,
@@ -125,6 +182,12 @@ impl SinkThread {
         }
     }
 
+    /// Whether the queue holds as many lines as it can.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.pending() >= self.capacity
+    }
+
     /// Lines handed to the thread and not yet written.
     #[must_use]
     pub fn pending(&self) -> usize {
@@ -163,9 +226,12 @@ impl Writer {
     /// failure (a closed pipe, a full disk) it keeps taking lines without writing them, so
     /// that the daemon never sees a full queue because of it.
     fn run(mut self, queue: &Receiver<String>) {
-        for line in queue {
+        for mut line in queue {
+            // One write per line: a line cut between two writes (the process ending in
+            // between) would run into the next daemon's first line.
+            line.push('\n');
             if let Some(sink) = &mut self.sink
-                && let Err(e) = writeln!(sink, "{line}").and_then(|()| sink.flush())
+                && let Err(e) = sink.write_all(line.as_bytes()).and_then(|()| sink.flush())
             {
                 error!(
                     "writing flow events: {e}; they are no longer written (counted as \
@@ -367,5 +433,45 @@ mod tests {
         );
         assert_eq!(dropped(&metrics, "failed"), 50);
         assert_eq!(dropped(&metrics, "slow"), 0);
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_yet_does_not_hold_the_open() {
+        let dir = std::env::temp_dir().join(format!("vigie-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("events");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Opened at once (a plain open waits for a reader, here forever).
+        let (opened, done) = std::sync::mpsc::channel();
+        let target = fifo.to_string_lossy().into_owned();
+        std::thread::spawn(move || {
+            let _ = opened.send(open(&target));
+        });
+        let mut sink = done
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the open waited for a reader")
+            .unwrap();
+        // A reader comes; the first line opens the FIFO and reaches it.
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || std::fs::read_to_string(fifo).unwrap()
+        });
+        sink.write_all(b"{\"line\":1}\n").unwrap();
+        sink.flush().unwrap();
+        drop(sink);
+        assert_eq!(reader.join().unwrap(), "{\"line\":1}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_sink_appends_and_is_left_blocking() {
+        let path = std::env::temp_dir().join(format!("vigie-sink-{}", std::process::id()));
+        std::fs::write(&path, "before\n").unwrap();
+        let mut sink = open(&path.to_string_lossy()).unwrap();
+        sink.write_all(b"after\n").unwrap();
+        drop(sink);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "before\nafter\n");
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -27,6 +27,20 @@ const LAST_DRAIN: usize = 1 << 16;
 /// How long a stopping daemon waits for the sink to take the event writer's last lines.
 const EVENTS_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long the sink may keep its queue full before lines are dropped rather than waited for.
+const STALL: Duration = Duration::from_secs(1);
+
+/// The pause before reading the ring again while the sink's queue is full.
+const SINK_FULL_PAUSE: Duration = Duration::from_millis(10);
+
+/// How a read of the ring ended.
+enum Drained {
+    /// The ring is empty, or the limit was reached.
+    All,
+    /// The sink's queue is full: the rest waits in the ring.
+    SinkFull,
+}
+
 /// The namer's lock was poisoned: a policy swap panicked while naming, names are moot.
 #[derive(Debug, thiserror::Error)]
 #[error("the event namer failed")]
@@ -80,14 +94,27 @@ impl EventWriter {
         };
         // Closing aggregation windows a second late at most is precise enough for a log.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut full_since = None;
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let Ok(mut guard) = guard else { return };
-                    if let Err(e) = self.drain_at_most(guard.get_inner_mut(), usize::MAX) {
-                        return error!("{e}; events are no longer written");
+                    // A burst waits in the kernel's ring while the sink catches up; a sink
+                    // stalled longer than `STALL` costs lines (counted) instead, so that the
+                    // ring keeps room for what comes after.
+                    let stalled = full_since.is_some_and(|t: Instant| t.elapsed() >= STALL);
+                    match self.drain_at_most(guard.get_inner_mut(), usize::MAX, !stalled) {
+                        Err(e) => return error!("{e}; events are no longer written"),
+                        Ok(Drained::All) => {
+                            full_since = None;
+                            guard.clear_ready();
+                        }
+                        Ok(Drained::SinkFull) => {
+                            full_since.get_or_insert_with(Instant::now);
+                            drop(guard);
+                            tokio::time::sleep(SINK_FULL_PAUSE).await;
+                        }
                     }
-                    guard.clear_ready();
                 }
                 _ = tick.tick() => {
                     let summaries = self.aggregator.expire(Instant::now());
@@ -96,7 +123,7 @@ impl EventWriter {
                 _ = &mut stop => break,
             }
         }
-        if let Err(e) = self.drain_at_most(ring.get_mut(), LAST_DRAIN) {
+        if let Err(e) = self.drain_at_most(ring.get_mut(), LAST_DRAIN, false) {
             error!("reading the last flow events: {e}");
         }
         let summaries = self.aggregator.close_all();
@@ -117,13 +144,18 @@ impl EventWriter {
     }
 
     /// Reads at most `limit` records: the last read, at a stop, must end even under a flood of
-    /// new flows.
+    /// new flows. With `wait_for_room`, stops while the sink's queue is full (the records wait
+    /// in the ring) and says so.
     fn drain_at_most(
         &mut self,
         ring: &mut RingBuf<MapData>,
         limit: usize,
-    ) -> Result<(), NamerPoisoned> {
+        wait_for_room: bool,
+    ) -> Result<Drained, NamerPoisoned> {
         for _ in 0..limit {
+            if wait_for_room && self.sink.is_full() {
+                return Ok(Drained::SinkFull);
+            }
             let Some(item) = ring.next() else {
                 break;
             };
@@ -140,7 +172,7 @@ impl EventWriter {
                 self.send(&record);
             }
         }
-        Ok(())
+        Ok(Drained::All)
     }
 
     fn send(&mut self, record: &FlowRecord) {

@@ -249,6 +249,12 @@ impl DatapathCollector {
             },
         ) in sums
         {
+            // Rows are named after the policy in force: before the daemon has one (the first
+            // moments of a restart, over maps that already count), they are left out rather
+            // than exported under placeholder names that then go stale.
+            if policy.is_none() {
+                break;
+            }
             let [service, action, rule, group] = row_labels(policy, key);
             let labels = [service, action, rule];
             f.packets.with_label_values(&labels).inc_by(packets);
