@@ -64,13 +64,29 @@ impl PolicyWatch {
     /// The real paths of the directory, its `catalog/` and `geoip/` as they are now: each on
     /// its own and by its real path, since a link (the examples link the shipped catalog) is
     /// not followed by a recursive watch. A directory that does not exist is left out.
+    ///
+    /// The policy directory given through a link (`--policy /etc/vigie/current`, switched to
+    /// each new release) is watched where it points, and the directory holding the link too:
+    /// the switch itself is a change there (other changes there reload a policy that did not
+    /// change, which the daemon sees and keeps).
     fn real_dirs(&self) -> Vec<PathBuf> {
+        let links = self
+            .dir
+            .ancestors()
+            .filter(|a| {
+                a.symlink_metadata()
+                    .is_ok_and(|m| m.file_type().is_symlink())
+            })
+            .filter_map(|link| link.parent().map(Path::to_path_buf));
         let mut dirs = Vec::new();
         for path in [
             self.dir.clone(),
             self.dir.join("catalog"),
             self.dir.join("geoip"),
-        ] {
+        ]
+        .into_iter()
+        .chain(links)
+        {
             if let Ok(real) = std::fs::canonicalize(&path)
                 && !dirs.contains(&real)
             {
@@ -250,6 +266,39 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), watch.changed())
             .await
             .expect("a file written in it is reported");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_policy_directory_given_through_a_switched_link_is_followed() {
+        let root = std::env::temp_dir().join(format!("vigie-watch-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (first, second) = (root.join("release-1"), root.join("release-2"));
+        for dir in [&first, &second] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let current = root.join("current");
+        std::os::unix::fs::symlink(&first, &current).unwrap();
+        let mut watch = PolicyWatch::new(&current).unwrap();
+
+        // A deploy switches `current` to the next release (a new link renamed over it).
+        std::os::unix::fs::symlink(&second, root.join("current.new")).unwrap();
+        std::fs::rename(root.join("current.new"), &current).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the switch is reported");
+        let second_real = std::fs::canonicalize(&second).unwrap();
+        assert!(
+            watch.watched().contains(&second_real),
+            "{:?}",
+            watch.watched()
+        );
+
+        // Edits in the new release count.
+        std::fs::write(second.join("policy.toml"), "# edited\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("an edit in the release the link points to now is reported");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
