@@ -82,4 +82,7 @@ pub mod flags {
     /// name yet: the server's datagrams are held back until it does, or until `sni_end` (the
     /// deadline, see `quic`). `sni_seq` counts the client datagrams handed over.
     pub const QUIC_PENDING: u32 = 1 << 9;
+    /// A TCP flow seen from its SYN: until `SNI_STARTED`, `sni_seq` is the sequence number of
+    /// its first payload byte, where the ClientHello must start.
+    pub const SNI_FROM_SYN: u32 = 1 << 10;
 }

@@ -83,6 +83,10 @@ pub mod status {
     pub const UNREADABLE: u32 = 3;
     /// The flow's first payload is not a TLS ClientHello: another protocol.
     pub const NOT_TLS: u32 = 4;
+    /// The segment is not the stream's first (the flow was seen from its SYN, so where the
+    /// stream starts is known): the walk waits for the one that is. A client that sent the
+    /// rest of its hello first would otherwise end the walk as "not TLS", its name unread.
+    pub const WAIT_START: u32 = 5;
 }
 
 /// The kernel's per-CPU working area for one segment: the payload copy, the suffix hashes of
@@ -102,7 +106,8 @@ pub struct SniWork {
     /// In and out: sequence number of the next extension header, and of the extensions' end.
     pub next_seq: u32,
     pub end_seq: u32,
-    /// In: the walk has read the ClientHello's fixed part.
+    /// In: bit 0, the walk has read the ClientHello's fixed part; bit 1, the flow was seen
+    /// from its SYN and `next_seq` is where the stream starts.
     pub started: u32,
     pub slot: u32,
     /// Out: `status::*`, and the matching service for `status::NAME`.

@@ -211,6 +211,11 @@ fn ip_packet(ctx: &impl LoadBytes, packet: &Packet, len: u32, direction: Directi
         first.flags |= flags::FRAGMENT;
     } else if packet.proto == IPPROTO_TCP && direction == Direction::Outbound {
         first.flags |= flags::SNI_PENDING;
+        if packet.syn {
+            // The stream's first byte follows the SYN's number: the hello must start there.
+            first.flags |= flags::SNI_FROM_SYN;
+            first.sni_seq = packet.seq.wrapping_add(1);
+        }
     }
     let mut fresh = decide_flow(first, false);
     // STUN is weaker evidence than an address: only a flow the address table does not know is
@@ -339,9 +344,11 @@ fn port_evidence(fresh: &mut FlowEntry, slot: u32) {
     }
     let service = decide::vigie_port_service(u64::from(slot)) as u32;
     if service != 0 {
-        let kept = fresh.flags;
+        let (kept, walk) = (fresh.flags, fresh.sni_seq);
         *fresh = learned(fresh, kept, service, evidence::PORT);
-        fresh.flags |= kept & (flags::STUN_PENDING | flags::SNI_PENDING);
+        // The payload readers go on: a name or a STUN attribute is stronger evidence.
+        fresh.flags |= kept & (flags::STUN_PENDING | flags::SNI_PENDING | flags::SNI_FROM_SYN);
+        fresh.sni_seq = walk;
     }
 }
 
@@ -498,10 +505,12 @@ fn name_segment(
     };
     // SAFETY: this CPU's work area, used only during this program run.
     unsafe {
-        (*work).segment_seq = packet.seq;
+        // Data a SYN carries (TCP Fast Open) starts one number after it.
+        (*work).segment_seq = packet.seq.wrapping_add(u32::from(packet.syn));
         (*work).next_seq = cached.sni_seq;
         (*work).end_seq = cached.sni_end;
-        (*work).started = u32::from(cached.flags & flags::SNI_STARTED != 0);
+        (*work).started = u32::from(cached.flags & flags::SNI_STARTED != 0)
+            | (u32::from(cached.flags & flags::SNI_FROM_SYN != 0) << 1);
         (*work).slot = active_policy().slot;
     }
     let step = sni::vigie_sni_step() as u32;
@@ -518,6 +527,7 @@ fn name_segment(
     let done = cached.flags & !(flags::SNI_PENDING | flags::SNI_STARTED);
     match step {
         sni_status::NEED_MORE => fresh.flags |= flags::SNI_STARTED,
+        sni_status::WAIT_START => {}
         sni_status::NAME => {
             bump(&STATS, stat::SNI_READ);
             fresh.flags = done;
@@ -554,6 +564,7 @@ fn redecide(cached: &FlowEntry) -> FlowEntry {
                 | flags::FRAGMENT
                 | flags::SNI_PENDING
                 | flags::SNI_STARTED
+                | flags::SNI_FROM_SYN
                 | flags::QUIC_PENDING),
         sni_seq: cached.sni_seq,
         sni_end: cached.sni_end,

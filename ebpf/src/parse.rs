@@ -32,6 +32,8 @@ pub struct Packet {
     pub family: u8,
     /// A fragment after the first: no ports.
     pub later_fragment: bool,
+    /// TCP: a SYN without ACK, a client opening the connection.
+    pub syn: bool,
     /// Where the IP header starts, and whether a PPPoE session carries it: what an answer to
     /// the packet needs (see `vigie_common::answer`).
     pub layout: Layout,
@@ -64,6 +66,9 @@ pub enum Parsed {
     /// ARP, LLDP, a PPP control frame...: not ours to judge.
     NotIp,
 }
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// Parses a frame, or returns the `parse_failure` reason it could not be read.
 #[inline(always)]
@@ -124,6 +129,7 @@ fn ipv4(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32>
         proto: ip.protocol,
         family: 4,
         later_fragment: be16(ip.flags_fragment) & 0x1fff != 0,
+        syn: false,
         layout,
         seq: 0,
         payload_offset: 0,
@@ -149,6 +155,7 @@ fn ipv6(cursor: &mut Cursor, data: usize, layout: Layout) -> Result<Packet, u32>
         proto: ip.next_header,
         family: 6,
         later_fragment: false,
+        syn: false,
         layout,
         seq: 0,
         payload_offset: 0,
@@ -224,6 +231,7 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             packet.src_port = be16(ports.src);
             packet.dst_port = be16(ports.dst);
             packet.seq = u32::from_be_bytes(rest.seq);
+            packet.syn = rest.offset_flags[1] & (TCP_SYN | TCP_ACK) == TCP_SYN;
             // Data offset in 32-bit words, at least 5: below that the "payload" would start
             // inside the header (and a segment the receiver discards could make the
             // ClientHello reader give up on the flow before the real hello).

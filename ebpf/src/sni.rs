@@ -135,7 +135,11 @@ fn walk(w: &mut SniWork) -> u32 {
     let len = (w.len as usize).min(PAYLOAD_BYTES);
     w.service = 0;
     w.ech = 0;
-    if w.started == 0 {
+    if w.started & 1 == 0 {
+        // Where the stream starts is known (from the SYN): another segment came first.
+        if w.started & 2 != 0 && w.segment_seq != w.next_seq {
+            return status::WAIT_START;
+        }
         // The segment must start the stream: a handshake record holding a ClientHello.
         if byte(w, 0) != TLS_HANDSHAKE || byte(w, 1) != 3 || byte(w, 5) != CLIENT_HELLO {
             return status::NOT_TLS;

@@ -422,3 +422,63 @@ fn a_segment_longer_than_the_copy_ends_the_walk() {
         assert_eq!(stat(&sandbox, stat::SNI_UNREADABLE), 1, "{hook:?}");
     }
 }
+
+#[test]
+fn a_hello_sent_out_of_order_is_still_read() {
+    if !vigie_lab::privilege::privileged("a_hello_sent_out_of_order_is_still_read") {
+        return;
+    }
+    // The rest of the hello first, then its start: the walk knows where the stream starts
+    // (from the SYN) and waits for it. Walked, the first segment ended it as "not TLS", and
+    // the start, with the name, passed unread.
+    let hello = zoom_hello(300, 300);
+    let record = hello.record();
+    let past_name = hello.name_offset().unwrap() + 20;
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(run(&mut sandbox, hook, &syn()), Outcome::Pass, "{hook:?}");
+        let rest = run(
+            &mut sandbox,
+            hook,
+            &segment(past_name, &record[past_name..]),
+        );
+        assert_eq!(rest, Outcome::Pass, "{hook:?}: the rest first");
+        assert_ne!(the_flow(&sandbox).flags & flags::SNI_PENDING, 0, "{hook:?}");
+        let start = run(&mut sandbox, hook, &segment(0, &record[..past_name]));
+        assert_eq!(start, Outcome::Drop, "{hook:?}: the start, with the name");
+        assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
+    }
+}
+
+#[test]
+fn a_hello_in_the_syn_is_read() {
+    if !vigie_lab::privilege::privileged("a_hello_in_the_syn_is_read") {
+        return;
+    }
+    // TCP Fast Open: the hello rides in the SYN, its first byte one number after the SYN's,
+    // and the rest follows in the next segment.
+    let hello = zoom_hello(1800, 300);
+    let record = hello.record();
+    let cut = 1000;
+    let syn_with_data = {
+        let frame = Frame::tcp4(FINANCE_HOST, PORT, UNKNOWN_HOST, 443)
+            .tcp_flags(tcp_flags::SYN)
+            .payload(&record[..cut]);
+        let at = frame.offsets().transport;
+        frame.patch(at + 4, &ISN.to_be_bytes()).build()
+    };
+    for hook in OUTBOUND_HOOKS {
+        let mut sandbox = sandbox(&block_zoom());
+        assert_eq!(
+            run(&mut sandbox, hook, &syn_with_data),
+            Outcome::Pass,
+            "{hook:?}"
+        );
+        assert_eq!(
+            run(&mut sandbox, hook, &segment(cut, &record[cut..])),
+            Outcome::Drop,
+            "{hook:?}: the rest, with the name"
+        );
+        assert_eq!(the_flow(&sandbox).evidence, evidence::SNI, "{hook:?}");
+    }
+}
