@@ -270,13 +270,14 @@ fn default_action_decides_when_no_rule_matches() {
                     entry.action,
                     entry.flags
                 ),
-                // A TCP flow from the LAN waits for its ClientHello.
+                // A TCP flow from the LAN waits for its ClientHello, where its SYN said the
+                // stream starts.
                 (
                     0,
                     evidence::NONE,
                     rule_no::DEFAULT,
                     default,
-                    flags::SNI_PENDING
+                    flags::SNI_PENDING | flags::SNI_FROM_SYN
                 ),
                 "{hook:?} default {default}: {entry:?}"
             );
