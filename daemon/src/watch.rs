@@ -157,6 +157,21 @@ impl PolicyWatch {
 mod tests {
     use super::*;
 
+    /// An empty directory of its own for one test.
+    fn fresh_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("vigie-watch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    /// Waits for the watch to report a change; fails with `what` if none comes.
+    async fn reported(watch: &mut PolicyWatch, what: &str) {
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{what} is not reported"));
+    }
+
     #[tokio::test]
     async fn a_burst_of_writes_is_one_change_and_links_are_followed() {
         let root = std::env::temp_dir().join(format!("vigie-watch-{}", std::process::id()));
@@ -172,9 +187,7 @@ mod tests {
         for i in 0..5 {
             std::fs::write(policy.join("policy.toml"), format!("# {i}\n")).unwrap();
         }
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("a change is reported");
+        reported(&mut watch, "a change").await;
         // The burst was one change: nothing more is pending.
         assert!(
             tokio::time::timeout(SETTLE * 2, watch.changed())
@@ -183,16 +196,13 @@ mod tests {
         );
         // A file of the linked catalog counts too.
         std::fs::write(shared.join("zoom.toml"), "id = \"zoom\"\n").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("a change in the linked catalog is reported");
+        reported(&mut watch, "a change in the linked catalog").await;
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]
     async fn a_switched_link_is_followed_to_its_new_directory() {
-        let root = std::env::temp_dir().join(format!("vigie-watch-switch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("switch");
         let (first, second, policy) = (root.join("v1"), root.join("v2"), root.join("policy"));
         for dir in [&first, &second, &policy] {
             std::fs::create_dir_all(dir).unwrap();
@@ -203,9 +213,7 @@ mod tests {
         // `ln -sfn v2 catalog`: a new link renamed over the old one.
         std::os::unix::fs::symlink(&second, policy.join("catalog.new")).unwrap();
         std::fs::rename(policy.join("catalog.new"), policy.join("catalog")).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("the switch is reported");
+        reported(&mut watch, "the switch").await;
         let second_real = std::fs::canonicalize(&second).unwrap();
         assert!(
             watch.watched().contains(&second_real),
@@ -227,52 +235,43 @@ mod tests {
             "the old directory is no longer watched"
         );
         std::fs::write(second.join("zoom.toml"), "id = \"zoom\"\n").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("a change in the directory the link points to now is reported");
+        reported(
+            &mut watch,
+            "a change in the directory the link points to now is reported",
+        )
+        .await;
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]
     async fn a_catalog_replaced_by_a_copy_is_watched_again() {
-        let root = std::env::temp_dir().join(format!("vigie-watch-copy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("copy");
         std::fs::create_dir_all(root.join("catalog")).unwrap();
         let mut watch = PolicyWatch::new(&root).unwrap();
         std::fs::remove_dir_all(root.join("catalog")).unwrap();
         std::fs::create_dir(root.join("catalog")).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("the replacement is reported");
+        reported(&mut watch, "the replacement").await;
         std::fs::write(root.join("catalog").join("zoom.toml"), b"x").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("an edit in the new catalog is reported");
+        reported(&mut watch, "an edit in the new catalog").await;
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]
     async fn a_directory_made_after_the_start_is_watched() {
-        let root = std::env::temp_dir().join(format!("vigie-watch-late-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("late");
         std::fs::create_dir_all(&root).unwrap();
         let mut watch = PolicyWatch::new(&root).unwrap();
         assert_eq!(watch.watched().len(), 1);
         std::fs::create_dir(root.join("geoip")).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("the new directory is reported");
+        reported(&mut watch, "the new directory").await;
         std::fs::write(root.join("geoip").join("countries.mmdb"), b"x").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("a file written in it is reported");
+        reported(&mut watch, "a file written in it").await;
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]
     async fn a_policy_directory_given_through_a_switched_link_is_followed() {
-        let root = std::env::temp_dir().join(format!("vigie-watch-release-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = fresh_root("release");
         let (first, second) = (root.join("release-1"), root.join("release-2"));
         for dir in [&first, &second] {
             std::fs::create_dir_all(dir).unwrap();
@@ -284,9 +283,7 @@ mod tests {
         // A deploy switches `current` to the next release (a new link renamed over it).
         std::os::unix::fs::symlink(&second, root.join("current.new")).unwrap();
         std::fs::rename(root.join("current.new"), &current).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("the switch is reported");
+        reported(&mut watch, "the switch").await;
         let second_real = std::fs::canonicalize(&second).unwrap();
         assert!(
             watch.watched().contains(&second_real),
@@ -296,9 +293,11 @@ mod tests {
 
         // Edits in the new release count.
         std::fs::write(second.join("policy.toml"), "# edited\n").unwrap();
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
-            .await
-            .expect("an edit in the release the link points to now is reported");
+        reported(
+            &mut watch,
+            "an edit in the release the link points to now is reported",
+        )
+        .await;
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
