@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use vigie_lab::daemon::{Hook, events_to};
+use vigie_lab::daemon::{Hook, events_to, events_where};
 use vigie_lab::fixtures::{Mode, PolicyDir};
 use vigie_lab::scenario::Lab;
 use vigie_lab::tempdir::TempDir;
@@ -84,24 +84,24 @@ fn lab() -> Tls {
 /// A TLS handshake from the LAN host with `name` as server name: whether it completed, and
 /// what the client said.
 fn handshake(lab: &Lab, name: &str) -> (bool, String) {
+    handshake_with(lab, name, &[])
+}
+
+/// The same, with more `openssl s_client` arguments.
+fn handshake_with(lab: &Lab, name: &str, extra: &[&str]) -> (bool, String) {
     let connect = format!("{SERVER}:{TLS_PORT}");
-    let out = lab
-        .topo
-        .exec(
-            lab.topo.lan(),
-            "timeout",
-            &[
-                CLIENT_TIMEOUT,
-                "openssl",
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                name,
-                "-brief",
-            ],
-        )
-        .unwrap();
+    let mut args = vec![
+        CLIENT_TIMEOUT,
+        "openssl",
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        name,
+        "-brief",
+    ];
+    args.extend_from_slice(extra);
+    let out = lab.topo.exec(lab.topo.lan(), "timeout", &args).unwrap();
     let said =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (said.contains("CONNECTION ESTABLISHED"), said)
@@ -179,6 +179,38 @@ fn tc_egress_reads_server_names() {
         return;
     }
     names_decide(Hook::TcEgress);
+}
+
+/// A name deep in the hello (every cipher suite offered: some 300 bytes of them before the
+/// extensions), which TCP sends in paged data: the TC programs read the payload past the
+/// linear part of the skb (the headers they pull), as XDP reads the whole frame.
+#[test]
+fn a_name_deep_in_the_hello_is_read_on_every_hook() {
+    if !vigie_lab::privilege::privileged("a_name_deep_in_the_hello_is_read_on_every_hook") {
+        return;
+    }
+    let policy = PolicyDir::write(Mode::Enforce).unwrap();
+    let every_suite = ["-tls1_2", "-cipher", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"];
+    for hook in [Hook::TcIngress, Hook::TcEgress, Hook::Xdp] {
+        // A lab each: the server serves one connection at a time, and a blocked one holds it.
+        let tls = lab();
+        let daemon = tls.lab.start_vigie(hook, Some(policy.path())).unwrap();
+        let (done, said) = handshake_with(&tls.lab, "visio.numerique.gouv.fr", &every_suite);
+        assert!(done, "{hook}: the allowed handshake failed: {said}");
+        let (done, said) = handshake_with(&tls.lab, "zoom.us", &every_suite);
+        assert!(!done, "{hook}: zoom.us completed: {said}");
+        let events = daemon.wait_events(Duration::from_secs(5), |e| {
+            events_where(e, "evidence", "sni")
+                .iter()
+                .any(|e| e["service"] == "zoom")
+        });
+        assert!(
+            events_where(&events, "evidence", "sni")
+                .iter()
+                .any(|e| e["service"] == "zoom" && e["action"] == "block"),
+            "{hook}: {events:?}"
+        );
+    }
 }
 
 /// A flow known by its server name keeps its service when a reload changes the catalog: the
