@@ -259,7 +259,6 @@ mod tests {
     #[tokio::test]
     async fn a_directory_made_after_the_start_is_watched() {
         let root = fresh_root("late");
-        std::fs::create_dir_all(&root).unwrap();
         let mut watch = PolicyWatch::new(&root).unwrap();
         assert_eq!(watch.watched().len(), 1);
         std::fs::create_dir(root.join("geoip")).unwrap();

@@ -20,9 +20,10 @@ use crate::{
 /// The error's own header (8 bytes), then at least the quoted IPv4 header (20).
 pub const MIN_ERROR_LEN: u32 = 8 + 20;
 
-/// Whether an ICMP(v6) type is an error that quotes the packet it is about.
+/// Whether an ICMP(v6) type is an error that quotes the packet it is about (the parser gives
+/// only those a payload).
 #[inline(always)]
-const fn is_error(proto: u8, kind: u8) -> bool {
+pub const fn is_error(proto: u8, kind: u8) -> bool {
     if proto == IPPROTO_ICMP {
         // Destination unreachable (fragmentation needed among them), time exceeded,
         // parameter problem.
@@ -41,10 +42,11 @@ const fn is_error(proto: u8, kind: u8) -> bool {
 ///
 /// Copies the flow's entry into `DECIDING` and returns 1 if the flow table holds it, decided
 /// under the policy in force, and the error goes where an error about it must go: to the
-/// sender of the quoted packet, in the same IP version. 0 otherwise: no error, a quote that
-/// cannot be read, a flow nobody opened or not decided again since a swap (the error is then
-/// judged by its own addresses), or an "error" aimed elsewhere than the quoted sender, which is
-/// no error but a way to carry data past the rules on an allowed flow's name. The quoted flow's
+/// sender of the quoted packet, in the same IP version (the parser gives only error messages a
+/// payload, so the message is one). 0 otherwise: a quote that cannot be read, a flow nobody
+/// opened or not decided again since a swap (the error is then judged by its own addresses),
+/// or an "error" aimed elsewhere than the quoted sender, which is no error but a way to carry
+/// data past the rules on an allowed flow's name. The quoted flow's
 /// key is built in `SCRATCH` (the classifier writes the packet's own key there afterwards).
 ///
 /// A global BPF function: verified once, off the classifier's stack.
@@ -59,7 +61,7 @@ pub extern "C" fn vigie_icmp_error(message: u64, to_a: u64, to_b: u64) -> u64 {
     let len = (w.len as usize).min(PAYLOAD_BYTES);
     let proto = (message & 0xff) as u8;
     let reply = message & (1 << 8) != 0;
-    if !is_error(proto, byte(w, 0)) || !quoted_flow(w, len, proto, reply, key) {
+    if !quoted_flow(w, len, proto, reply, key) {
         return 0;
     }
     // The quoted packet's sender: the local side of a packet the host sent, the remote side

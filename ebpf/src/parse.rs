@@ -250,10 +250,15 @@ fn transport(cursor: &mut Cursor, data: usize, packet: &mut Packet) -> Result<()
             set_payload(packet, start + 8, (cursor.end() - data) as u32);
         }
         // An ICMP error quotes the packet it is about (see `icmp`): its message is the payload.
-        // Other ICMP messages and other protocols are classified by address only.
+        // Other ICMP messages (an echo) and other protocols are classified by address only,
+        // and have none: the classifier copies no payload for them.
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let start = (cursor.position() - data) as u32;
-            set_payload(packet, start, (cursor.end() - data) as u32);
+            if let Some(kind) = cursor.read::<u8>()
+                && crate::icmp::is_error(packet.proto, kind)
+            {
+                set_payload(packet, start, (cursor.end() - data) as u32);
+            }
         }
         _ => {}
     }

@@ -5,7 +5,7 @@
 #[path = "datapath_support.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use support::*;
 use vigie::{
@@ -15,7 +15,7 @@ use vigie::{
 use vigie_common::{
     action::{self, evidence, rule as rule_no},
     counters::{parse_failure as reason, stat},
-    flow::flags,
+    flow::{FlowEntry, flags},
 };
 use vigie_lab::packet::{self, Frame};
 
@@ -103,6 +103,18 @@ fn group_id(policy: &CompiledPolicy, name: &str) -> u32 {
         .iter()
         .position(|g| g == name)
         .unwrap_or_else(|| panic!("no group {name}")) as u32
+}
+
+/// Runs a datagram from `host` to Zoom on `hook`, checks its outcome, and returns its flow.
+fn zoom_flow_from(
+    sandbox: &mut Sandbox,
+    hook: Hook,
+    host: Ipv4Addr,
+    outcome: Outcome,
+) -> FlowEntry {
+    let frame = Frame::udp4(host, 5000, ZOOM_HOST, 8801).build();
+    assert_eq!(run(sandbox, hook, &frame), outcome, "{hook:?} from {host}");
+    flow_entry(sandbox, &flow_key4(host, 5000, ZOOM_HOST, 8801, UDP))
 }
 
 fn loaded(policy: &CompiledPolicy) -> Sandbox {
@@ -209,13 +221,7 @@ fn compiled_groups_and_exceptions() {
     for hook in OUTBOUND_HOOKS {
         let mut sandbox = loaded(&policy);
         for (host, outcome, rule, rule_action) in cases {
-            let frame = Frame::udp4(host, 5000, ZOOM_HOST, 8801).build();
-            assert_eq!(
-                run(&mut sandbox, hook, &frame),
-                outcome,
-                "{hook:?} from {host}"
-            );
-            let entry = flow_entry(&sandbox, &flow_key4(host, 5000, ZOOM_HOST, 8801, UDP));
+            let entry = zoom_flow_from(&mut sandbox, hook, host, outcome);
             assert_eq!(
                 (entry.rule, entry.action),
                 (rule, rule_action),
@@ -291,13 +297,7 @@ action = "block"
     for hook in OUTBOUND_HOOKS {
         let mut sandbox = loaded(&policy);
         for (host, outcome, rule, number, group) in cases {
-            let frame = Frame::udp4(host, 5000, ZOOM_HOST, 8801).build();
-            assert_eq!(
-                run(&mut sandbox, hook, &frame),
-                outcome,
-                "{hook:?} from {host}"
-            );
-            let entry = flow_entry(&sandbox, &flow_key4(host, 5000, ZOOM_HOST, 8801, UDP));
+            let entry = zoom_flow_from(&mut sandbox, hook, host, outcome);
             assert_eq!(entry.rule, number, "{hook:?} from {host}: {entry:?}");
             assert_eq!(policy.rule_name(entry.rule), rule, "{hook:?} from {host}");
             assert_eq!(
