@@ -16,6 +16,7 @@ pub const COUNTER_CACHE: &str = "COUNTER_CACHE";
 pub const PARSE_FAILURES: &str = "PARSE_FAILURES";
 pub const STATS: &str = "STATS";
 pub const EVENTS: &str = "EVENTS";
+pub const EVENT_WAKES: &str = "EVENT_WAKES";
 pub const SCRATCH: &str = "SCRATCH";
 pub const FRAMES: &str = "FRAMES";
 pub const DOMAINS: &str = "DOMAINS";
@@ -28,7 +29,7 @@ pub const RESOLVERS: &str = "RESOLVERS";
 pub const PORT_SIGNALS: &str = "PORT_SIGNALS";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 27] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -45,6 +46,7 @@ pub const ALL: [&str; 26] = [
     PARSE_FAILURES,
     STATS,
     EVENTS,
+    EVENT_WAKES,
     SCRATCH,
     FRAMES,
     DOMAINS,

@@ -5,7 +5,10 @@
 //! - known: the same flows again, each run once: found in the flow table, but too many for
 //!   the per-CPU flow cache, whose rows they keep replacing;
 //! - miss: many distinct flows, each run once (parse, prefix lookups, rule walk, flow insert,
-//!   counters, event), averaging the kernel's reported durations.
+//!   counters, event), averaging the kernel's reported durations; the event ring is read
+//!   every 4,096 flows;
+//! - read: as miss, with the event ring read after every packet, as the daemon does when it
+//!   keeps up: what waking the reader costs the packet.
 //!
 //! Bare and vigie runs are interleaved round by round so that drift on a shared machine hits
 //! both alike; the figure to read is the difference. Beside them, the floor program
@@ -51,7 +54,7 @@ fn main() -> anyhow::Result<()> {
     let hits = flag(&args, "--hits").map_or(HIT_REPEAT, |h| h as u32);
     println!("vigie datapath benchmark: BPF_PROG_TEST_RUN, ns per packet (kernel-measured)");
     println!(
-        "miss = {flows} distinct flows per round, hit = {hits} repeats per round, {rounds} rounds"
+        "miss and read = {flows} distinct flows each per round, hit = {hits} repeats per round, {rounds} rounds"
     );
     println!();
     println!(
@@ -62,9 +65,10 @@ fn main() -> anyhow::Result<()> {
         for (hook, xdp) in [(Hook::XdpOutbound, true), (Hook::TcOutbound, false)] {
             let m = measure(count, hook, xdp, (flows, hits), rounds, unlisted)?;
             let name = if xdp { "xdp" } else { "tc" };
-            row(name, count, "hit", [m[0], m[6], m[1]]);
-            row(name, count, "known", [m[4], m[8], m[5]]);
-            row(name, count, "miss", [m[2], m[7], m[3]]);
+            row(name, count, "hit", m.hit);
+            row(name, count, "known", m.known);
+            row(name, count, "miss", m.miss);
+            row(name, count, "read", m.read);
         }
     }
     Ok(())
@@ -85,8 +89,17 @@ fn row(hook: &str, prefixes: usize, case: &str, [bare, floor, vigie]: [f64; 3]) 
     );
 }
 
-/// Returns mean ns of bare hit, vigie hit, bare miss, vigie miss, bare known, vigie known, then
-/// the floor program's hit, miss and known.
+/// Mean ns per packet of one case: the bare program, the floor program, vigie.
+type Case = [f64; 3];
+
+/// The four cases of one hook and prefix count.
+struct Figures {
+    hit: Case,
+    known: Case,
+    miss: Case,
+    read: Case,
+}
+
 fn measure(
     count: usize,
     hook: Hook,
@@ -94,7 +107,7 @@ fn measure(
     (flows, hits): (usize, u32),
     rounds: usize,
     unlisted: bool,
-) -> anyhow::Result<[f64; 9]> {
+) -> anyhow::Result<Figures> {
     let policy = synthetic_policy(count);
     let mut sandbox = Sandbox::new()?;
     sandbox.apply(&policy)?;
@@ -113,44 +126,73 @@ fn measure(
         .collect();
     let hit_frame = udp::frame(Ipv4Addr::new(10, 0, 0, 1), 40_000, dsts[0], 8801, &[0; 18]);
     sandbox.run(hook, &hit_frame)?;
-    let mut sums = [0f64; 9];
+    let mut sums = Figures {
+        hit: [0.0; 3],
+        known: [0.0; 3],
+        miss: [0.0; 3],
+        read: [0.0; 3],
+    };
     let mut next_flow = 0u32;
     for _ in 0..rounds {
-        sums[0] += ns(bare.run_repeated(xdp, &hit_frame, hits)?);
-        sums[1] += ns(sandbox.run_repeated(hook, &hit_frame, hits)?.1);
-        sums[6] += ns(bare.run_floor(xdp, &hit_frame, hits)?);
-        let mut bare_total = 0f64;
-        let mut vigie_total = 0f64;
-        let mut floor_total = 0f64;
+        add(
+            &mut sums.hit,
+            [
+                ns(bare.run_repeated(xdp, &hit_frame, hits)?),
+                ns(bare.run_floor(xdp, &hit_frame, hits)?),
+                ns(sandbox.run_repeated(hook, &hit_frame, hits)?.1),
+            ],
+        );
+        // New flows, the event ring read now and then: a reader that has fallen behind,
+        // which the ring never wakes.
+        let first = next_flow;
+        let mut total = [0.0; 3];
         for i in 0..flows {
             let frame = miss_frame(next_flow, &dsts, i);
             next_flow += 1;
-            bare_total += ns(bare.run_repeated(xdp, &frame, 1)?);
-            floor_total += ns(bare.run_floor(xdp, &frame, 1)?);
-            vigie_total += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
+            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
+            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
             if i % 4096 == 0 {
                 sandbox.drain_events();
             }
         }
-        sums[2] += bare_total / flows as f64;
-        sums[3] += vigie_total / flows as f64;
-        sums[7] += floor_total / flows as f64;
+        add(&mut sums.miss, total.map(|t| t / flows as f64));
         // The same flows again, each once: known to the flow table, but far more of them than
         // rows in the per-CPU flow cache.
-        let (mut bare_total, mut vigie_total, mut floor_total) = (0f64, 0f64, 0f64);
-        let first = next_flow - flows as u32;
+        let mut total = [0.0; 3];
         for i in 0..flows {
             let frame = miss_frame(first + i as u32, &dsts, i);
-            bare_total += ns(bare.run_repeated(xdp, &frame, 1)?);
-            floor_total += ns(bare.run_floor(xdp, &frame, 1)?);
-            vigie_total += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
+            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
+            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
         }
-        sums[4] += bare_total / flows as f64;
-        sums[5] += vigie_total / flows as f64;
-        sums[8] += floor_total / flows as f64;
+        add(&mut sums.known, total.map(|t| t / flows as f64));
+        // New flows again, the ring read after each: the daemon, which keeps up, and whom
+        // each event may wake (what that costs the packet is the point of this case).
+        let mut total = [0.0; 3];
+        for i in 0..flows {
+            let frame = miss_frame(next_flow, &dsts, i);
+            next_flow += 1;
+            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
+            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
+            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+            sandbox.drain_events();
+        }
+        add(&mut sums.read, total.map(|t| t / flows as f64));
     }
     let r = rounds as f64;
-    Ok(sums.map(|s| s / r))
+    Ok(Figures {
+        hit: sums.hit.map(|s| s / r),
+        known: sums.known.map(|s| s / r),
+        miss: sums.miss.map(|s| s / r),
+        read: sums.read.map(|s| s / r),
+    })
+}
+
+fn add(sum: &mut Case, figures: Case) {
+    for (s, f) in sum.iter_mut().zip(figures) {
+        *s += f;
+    }
 }
 
 fn ns(d: Duration) -> f64 {

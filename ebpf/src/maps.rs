@@ -98,6 +98,10 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(limits::EVENT_RING_BYTES, 0);
 
+/// When this CPU last woke the daemon for flow events (coarse clock, ns; see `report`).
+#[map]
+pub static EVENT_WAKES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// One flow key per CPU. The classifier stores the parsed key here and works from the map's
 /// copy: the verifier then forgets which parsing path produced it, so the rest of the program
 /// is verified once instead of once per kind of packet.

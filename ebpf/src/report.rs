@@ -6,11 +6,17 @@ use vigie_common::{
     counters::{CounterKey, CounterValue, stat},
     event::FlowEvent,
     flow::{FlowEntry, FlowKey},
+    limits::{EVENT_WAKE_BYTES, EVENT_WAKE_INTERVAL_NS},
 };
 
-use crate::maps::{COUNTER_CACHE, COUNTERS, EVENTS, STATS, bump};
+use crate::maps::{COUNTER_CACHE, COUNTERS, EVENT_WAKES, EVENTS, STATS, bump};
 
 const BPF_NOEXIST: u64 = 1;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// What one event takes in the ring: the kernel's 8-byte record header, rounded up to 8.
+const EVENT_RECORD_BYTES: u64 = (size_of::<FlowEvent>() as u64 + 8).next_multiple_of(8);
 
 #[inline(always)]
 pub fn count(key: &CounterKey, bytes: u32, new_flow: bool) {
@@ -58,14 +64,15 @@ pub fn event(key: &FlowKey, entry: &FlowEntry, flags: u32, packet_len: u32) {
         bump(&STATS, stat::EVENTS_LOST);
         return;
     };
+    // The coarse clock (the monotonic clock as of the last scheduler tick: up to 4 ms
+    // behind at 250 Hz, 10 ms at 100 Hz) reads no hardware counter: a fraction of the
+    // precise clock's cost on every new flow. Events tell when a flow started, which a
+    // tick's precision serves.
+    // SAFETY: no preconditions; a helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     slot.write(FlowEvent {
         key: *key,
-        // The coarse clock (the monotonic clock as of the last scheduler tick: up to 4 ms
-        // behind at 250 Hz, 10 ms at 100 Hz) reads no hardware counter: a fraction of the
-        // precise clock's cost on every new flow. Events tell when a flow started, which a
-        // tick's precision serves.
-        // SAFETY: no preconditions; a helper call.
-        timestamp_ns: unsafe { bpf_ktime_get_coarse_ns() },
+        timestamp_ns: now,
         classes: entry.classes,
         service: entry.service,
         evidence: entry.evidence,
@@ -76,5 +83,30 @@ pub fn event(key: &FlowKey, entry: &FlowEntry, flags: u32, packet_len: u32) {
         flags: entry.flags | flags,
         packet_len,
     });
-    slot.submit(0);
+    slot.submit(wakeup(now));
+}
+
+/// Whether this event wakes the daemon. The ring's own rule wakes it for every event written
+/// while it has read all the others, which is every event when it keeps up: an interrupt per
+/// new flow. Here a CPU wakes it at most once per `EVENT_WAKE_INTERVAL_NS` (so the first event
+/// after a quiet spell is read at once), and whenever the unread bytes reach a multiple of
+/// `EVENT_WAKE_BYTES` (so a burst is read long before the ring fills).
+#[inline(always)]
+fn wakeup(now: u64) -> u64 {
+    let Some(last) = EVENT_WAKES.get_ptr_mut(0) else {
+        return 0;
+    };
+    // This event is counted: the ring's producer moved when it was reserved.
+    let unread = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let filled_past =
+        unread / EVENT_WAKE_BYTES != unread.saturating_sub(EVENT_RECORD_BYTES) / EVENT_WAKE_BYTES;
+    // SAFETY: this CPU's entry: only this CPU touches it while the program runs.
+    unsafe {
+        if filled_past || now.wrapping_sub(*last) >= EVENT_WAKE_INTERVAL_NS {
+            *last = now;
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        }
+    }
 }

@@ -266,6 +266,50 @@ fn an_event_for_the_first_packet_of_a_rule_decided_flow_only() {
     }
 }
 
+/// IRQ-work interrupts taken so far, all CPUs: how the event ring wakes its reader.
+fn irq_work_interrupts() -> u64 {
+    let table = std::fs::read_to_string("/proc/interrupts").expect("reading /proc/interrupts");
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("IWI:"))
+        .expect("an IWI line in /proc/interrupts");
+    line.split_whitespace()
+        .skip(1)
+        .map_while(|field| field.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_reader_that_keeps_up_is_not_woken_for_every_event() {
+    const FLOWS: u16 = 2_000;
+    if !vigie_lab::privilege::privileged("a_reader_that_keeps_up_is_not_woken_for_every_event") {
+        return;
+    }
+    // The ring's own rule wakes a reader that has read everything on each new event: an
+    // interrupt per new flow. The programs wake it at most once a millisecond per CPU.
+    let mut sandbox = sandbox(&block_zoom());
+    let before = irq_work_interrupts();
+    let started = std::time::Instant::now();
+    for port in 0..FLOWS {
+        let frame = Frame::udp4(FINANCE_HOST, 10_000 + port, ZOOM_HOST, 8801).build();
+        assert_eq!(run(&mut sandbox, Hook::XdpOutbound, &frame), Outcome::Drop);
+        // Read at once, as the daemon does when it keeps up.
+        assert_eq!(sandbox.drain_events().len(), 1, "flow {port}");
+    }
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let wakeups = irq_work_interrupts() - before;
+    // Two CPUs, each at most once a millisecond, and some room for the kernel's own IRQ work.
+    let allowed = 2 * elapsed_ms + 50;
+    assert!(
+        allowed < u64::from(FLOWS) / 2,
+        "{FLOWS} flows took {elapsed_ms} ms: too slow to tell one wakeup per event from fewer"
+    );
+    assert!(
+        wakeups <= allowed,
+        "{wakeups} IRQ-work interrupts for {FLOWS} events read at once in {elapsed_ms} ms"
+    );
+}
+
 #[test]
 fn counters_add_up_per_rule_service_group_and_action() {
     if !vigie_lab::privilege::privileged("counters_add_up_per_rule_service_group_and_action") {

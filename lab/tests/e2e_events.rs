@@ -202,9 +202,9 @@ fn relaunch_on_a_fifo(daemon: &mut Daemon<'_>) -> std::fs::File {
     reader
 }
 
-/// `FLOWS` datagrams from the LAN to Zoom (blocked by the default policy), each from its own
-/// port: as many new flows, each an event.
-fn send_new_flows(lab: &Lab) {
+/// `count` datagrams from the LAN to Zoom (blocked by the default policy), each from its own
+/// port from `FIRST_PORT` on, `interval_us` apart: as many new flows, each an event.
+fn send_new_flows(lab: &Lab, count: u32, interval_us: u32) {
     let zoom = lab
         .topo
         .service_addrs("zoom")
@@ -222,11 +222,11 @@ fn send_new_flows(lab: &Lab) {
                 "--to",
                 &target,
                 "--count",
-                &FLOWS.to_string(),
+                &count.to_string(),
                 "--first-port",
                 &FIRST_PORT.to_string(),
                 "--interval-us",
-                "50",
+                &interval_us.to_string(),
             ],
             Stdio::null(),
             Stdio::null(),
@@ -260,7 +260,7 @@ fn a_sink_that_takes_nothing_neither_silences_nor_holds_the_daemon() {
         )
         .unwrap();
     let _reader = relaunch_on_a_fifo(&mut daemon);
-    send_new_flows(&lab);
+    send_new_flows(&lab, FLOWS, 50);
 
     // The pipe is full and the sink thread blocked in write; the daemon answers all the same.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -314,5 +314,45 @@ fn a_sink_that_takes_nothing_neither_silences_nor_holds_the_daemon() {
         "{}\n{}",
         problems.join("\n"),
         daemon.log_tail()
+    );
+}
+
+/// A burst of new flows, then nothing: the programs wake the daemon for the first events only
+/// (at most once a millisecond per CPU), and the daemon's own poll reads the rest. Every flow
+/// is written, none waits for a later flow to wake the daemon.
+#[test]
+fn a_burst_of_new_flows_is_written_whole() {
+    const BURST: u32 = 60;
+    if !vigie_lab::privilege::privileged("a_burst_of_new_flows_is_written_whole") {
+        return;
+    }
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    // No aggregation: one line per flow.
+    let daemon = lab
+        .start_vigie_with(Hook::Xdp, None, &["--event-window", "0"])
+        .unwrap();
+    // Half a millisecond apart: several flows to a tick of the programs' (coarse) clock, of
+    // which only the first wakes the daemon; the last ones are read by its poll alone.
+    send_new_flows(&lab, BURST, 500);
+    let ports = |events: &[Value]| -> BTreeSet<u16> {
+        events
+            .iter()
+            .filter_map(|e| e["src"].as_str()?.parse::<std::net::SocketAddr>().ok())
+            .map(|src| src.port())
+            .filter(|port| (FIRST_PORT..FIRST_PORT + BURST as u16).contains(port))
+            .collect()
+    };
+    let events = daemon.wait_events(Duration::from_secs(5), |events| {
+        ports(events).len() == BURST as usize
+    });
+    let written = ports(&events);
+    let missing: Vec<u16> = (FIRST_PORT..FIRST_PORT + BURST as u16)
+        .filter(|port| !written.contains(port))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {BURST} flows have no line after 5 s, from ports {missing:?}",
+        missing.len()
     );
 }

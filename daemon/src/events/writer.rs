@@ -33,6 +33,11 @@ const STALL: Duration = Duration::from_secs(1);
 /// The pause before reading the ring again while the sink's queue is full.
 const SINK_FULL_PAUSE: Duration = Duration::from_millis(10);
 
+/// How often the ring is read whether or not the kernel woke the writer: the programs wake it
+/// at most once a millisecond per CPU (`limits::EVENT_WAKE_INTERVAL_NS`), so an event written
+/// right after a wakeup, with none after it, waits for this poll.
+const POLL: Duration = Duration::from_millis(50);
+
 /// How a read of the ring ended.
 enum Drained {
     /// The ring is empty, or the limit was reached.
@@ -94,26 +99,25 @@ impl EventWriter {
         };
         // Closing aggregation windows a second late at most is precise enough for a log.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut full_since = None;
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let Ok(mut guard) = guard else { return };
-                    // A burst waits in the kernel's ring while the sink catches up; a sink
-                    // stalled longer than `STALL` costs lines (counted) instead, so that the
-                    // ring keeps room for what comes after.
-                    let stalled = full_since.is_some_and(|t: Instant| t.elapsed() >= STALL);
-                    match self.drain_at_most(guard.get_inner_mut(), usize::MAX, !stalled) {
+                    match self.read(guard.get_inner_mut(), &mut full_since) {
                         Err(e) => return error!("{e}; events are no longer written"),
-                        Ok(Drained::All) => {
-                            full_since = None;
-                            guard.clear_ready();
-                        }
+                        Ok(Drained::All) => guard.clear_ready(),
                         Ok(Drained::SinkFull) => {
-                            full_since.get_or_insert_with(Instant::now);
                             drop(guard);
                             tokio::time::sleep(SINK_FULL_PAUSE).await;
                         }
+                    }
+                }
+                _ = poll.tick() => {
+                    if let Err(e) = self.read(ring.get_mut(), &mut full_since) {
+                        return error!("{e}; events are no longer written");
                     }
                 }
                 _ = tick.tick() => {
@@ -134,6 +138,25 @@ impl EventWriter {
                  {EVENTS_FLUSH_TIMEOUT:?}; stopping without them"
             );
         }
+    }
+
+    /// Reads what the ring holds. A burst waits in the kernel's ring while the sink catches up
+    /// (`full_since` says since when it is full); a sink stalled longer than `STALL` costs
+    /// lines (counted) instead, so that the ring keeps room for what comes after.
+    fn read(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        full_since: &mut Option<Instant>,
+    ) -> Result<Drained, NamerPoisoned> {
+        let stalled = full_since.is_some_and(|t| t.elapsed() >= STALL);
+        let drained = self.drain_at_most(ring, usize::MAX, !stalled)?;
+        match drained {
+            Drained::All => *full_since = None,
+            Drained::SinkFull => {
+                full_since.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok(drained)
     }
 
     fn send_summaries(&mut self, summaries: &[FlowRecord]) {
