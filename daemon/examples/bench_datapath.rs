@@ -142,16 +142,21 @@ fn measure(
                 ns(sandbox.run_repeated(hook, &hit_frame, hits)?.1),
             ],
         );
+        let mut once = |sandbox: &mut Sandbox, flow: u32, i: usize| -> anyhow::Result<Case> {
+            let frame = miss_frame(flow, &dsts, i);
+            Ok([
+                ns(bare.run_repeated(xdp, &frame, 1)?),
+                ns(bare.run_floor(xdp, &frame, 1)?),
+                ns(sandbox.run_repeated(hook, &frame, 1)?.1),
+            ])
+        };
         // New flows, the event ring read now and then: a reader that has fallen behind,
         // which the ring never wakes.
         let first = next_flow;
         let mut total = [0.0; 3];
         for i in 0..flows {
-            let frame = miss_frame(next_flow, &dsts, i);
+            add(&mut total, once(&mut sandbox, next_flow, i)?);
             next_flow += 1;
-            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
-            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
-            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
             if i % 4096 == 0 {
                 sandbox.drain_events();
             }
@@ -161,21 +166,15 @@ fn measure(
         // rows in the per-CPU flow cache.
         let mut total = [0.0; 3];
         for i in 0..flows {
-            let frame = miss_frame(first + i as u32, &dsts, i);
-            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
-            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
-            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
+            add(&mut total, once(&mut sandbox, first + i as u32, i)?);
         }
         add(&mut sums.known, total.map(|t| t / flows as f64));
         // New flows again, the ring read after each: the daemon, which keeps up, and whom
         // each event may wake (what that costs the packet is the point of this case).
         let mut total = [0.0; 3];
         for i in 0..flows {
-            let frame = miss_frame(next_flow, &dsts, i);
+            add(&mut total, once(&mut sandbox, next_flow, i)?);
             next_flow += 1;
-            total[0] += ns(bare.run_repeated(xdp, &frame, 1)?);
-            total[1] += ns(bare.run_floor(xdp, &frame, 1)?);
-            total[2] += ns(sandbox.run_repeated(hook, &frame, 1)?.1);
             sandbox.drain_events();
         }
         add(&mut sums.read, total.map(|t| t / flows as f64));
