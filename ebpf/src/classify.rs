@@ -266,10 +266,17 @@ fn icmp_error(
         | (u64::from(direction == Direction::Reply) << 8)
         | (u64::from(generation) << 32);
     let (to_a, to_b) = (icmp::half(&packet.dst, 0), icmp::half(&packet.dst, 8));
-    if icmp::vigie_icmp_error(message, to_a, to_b) == 0 {
+    let found = icmp::vigie_icmp_error(message, to_a, to_b);
+    if found == 0 {
         return None;
     }
-    let entry = icmp::found_entry()?;
+    let mut entry = icmp::found_entry()?;
+    if found == icmp::STALE {
+        // Decided under an earlier policy, and no packet of the flow since the swap: the
+        // verdict the policy in force gives the flow (its key is in `SCRATCH`). Its entry is
+        // left for its own next packet, which reports a changed verdict.
+        entry = redecided(&entry);
+    }
     count(&entry, len, false);
     // Never answered: an error about an error is not sent.
     Some(if action::blocks(effective_action(&entry)) {
@@ -283,11 +290,7 @@ fn icmp_error(
 /// entry rewritten), and reported when a rule now decides it otherwise.
 #[inline(always)]
 fn stale(key: &FlowKey, entry: *mut FlowEntry, cached: &FlowEntry, len: u32) -> FlowEntry {
-    let mut fresh = redecide(cached);
-    if cached.evidence == evidence::PORT {
-        // A signal port's service is looked up again, as for a new flow.
-        port_evidence(&mut fresh, active_policy().slot);
-    }
+    let fresh = redecided(cached);
     // SAFETY: a value of the flow map (see `ip_packet`).
     unsafe { *entry = fresh };
     // Generation 0 is the daemon's mark on a flow whose QUIC server name it has just told:
@@ -552,6 +555,17 @@ fn name_segment(
         report::event(key, &fresh, flags::NAMED, len);
     }
     outcome(&fresh, packet, Direction::Outbound)
+}
+
+/// The flow in `SCRATCH`, decided under an earlier policy, decided again under the policy in
+/// force; a signal port's service is looked up again, as for a new flow.
+#[inline(always)]
+fn redecided(cached: &FlowEntry) -> FlowEntry {
+    let mut fresh = redecide(cached);
+    if cached.evidence == evidence::PORT {
+        port_evidence(&mut fresh, active_policy().slot);
+    }
+    fresh
 }
 
 /// A stale verdict: decide again under the policy in force, keeping learned evidence.

@@ -40,14 +40,15 @@ pub const fn is_error(proto: u8, kind: u8) -> bool {
 /// sends it, quoting one it received), and the generation of the policy in force (bits 32-63).
 /// `to_a`, `to_b`: the error's destination address (its two halves, as the flow key holds it).
 ///
-/// Copies the flow's entry into `DECIDING` and returns 1 if the flow table holds it, decided
-/// under the policy in force, and the error goes where an error about it must go: to the
-/// sender of the quoted packet, in the same IP version (the parser gives only error messages a
-/// payload, so the message is one). 0 otherwise: a quote that cannot be read, a flow nobody
-/// opened or not decided again since a swap (the error is then judged by its own addresses),
-/// or an "error" aimed elsewhere than the quoted sender, which is no error but a way to carry
-/// data past the rules on an allowed flow's name. The quoted flow's
-/// key is built in `SCRATCH` (the classifier writes the packet's own key there afterwards).
+/// Copies the flow's entry into `DECIDING` and returns `FOUND` if the flow table holds it,
+/// decided under the policy in force, and the error goes where an error about it must go: to
+/// the sender of the quoted packet, in the same IP version (the parser gives only error
+/// messages a payload, so the message is one); `STALE` for such a flow decided under an
+/// earlier policy (the caller decides it again). 0 otherwise: a quote that cannot be read, a
+/// flow nobody opened (the error is then judged by its own addresses), or an "error" aimed
+/// elsewhere than the quoted sender, which is no error but a way to carry data past the rules
+/// on an allowed flow's name. The quoted flow's key is built in `SCRATCH` (the classifier
+/// writes the packet's own key there afterwards).
 ///
 /// A global BPF function: verified once, off the classifier's stack.
 #[unsafe(no_mangle)]
@@ -75,13 +76,18 @@ pub extern "C" fn vigie_icmp_error(message: u64, to_a: u64, to_b: u64) -> u64 {
     };
     // SAFETY: a value of the flow map and this CPU's entry, valid for this program run.
     unsafe {
-        if u64::from((*entry).generation) != message >> 32 {
-            return 0;
-        }
         *out = *entry;
+        if u64::from((*entry).generation) != message >> 32 {
+            return STALE;
+        }
     }
-    1
+    FOUND
 }
+
+/// `vigie_icmp_error` found the quoted flow, decided under the policy in force.
+pub const FOUND: u64 = 1;
+/// `vigie_icmp_error` found the quoted flow, decided under an earlier policy.
+pub const STALE: u64 = 2;
 
 /// Eight bytes of an address, as `vigie_icmp_error`'s caller packs them.
 #[inline(always)]

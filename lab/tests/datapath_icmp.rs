@@ -239,32 +239,53 @@ fn an_error_aimed_elsewhere_than_the_quoted_sender_is_judged_by_its_own_addresse
 }
 
 #[test]
-fn an_error_about_a_flow_not_decided_since_a_swap_is_judged_by_its_own_addresses() {
+fn an_error_about_a_flow_not_decided_since_a_swap_gets_the_verdict_of_the_policy_in_force() {
     if !vigie_lab::privilege::privileged(
-        "an_error_about_a_flow_not_decided_since_a_swap_is_judged_by_its_own_addresses",
+        "an_error_about_a_flow_not_decided_since_a_swap_gets_the_verdict_of_the_policy_in_force",
     ) {
         return;
     }
-    // The flow's verdict is the previous policy's: it is not the error's to trust (the new
-    // policy may block the flow). The flow's next packet decides it again, and errors follow.
+    // The flow's entry holds the previous policy's verdict until its next packet: the error
+    // gets what the policy in force gives the flow, neither that stale verdict nor its own
+    // addresses'.
     let to_visio = Frame::udp4(FINANCE_HOST, 5000, VISIO_HOST, 443).payload(&[0; 100]);
+    let too_big = error4(ROUTER, FINANCE_HOST, FRAG_NEEDED, &to_visio);
+    // Allows by default (the router too), blocks Visio.
+    let block_visio = PolicySpec::new().rule("block-visio", rule(action::DROP).services(&[VISIO]));
     for hook in OUTBOUND_HOOKS {
+        // The same policy again: the flow is still allowed, the router still blocked.
         let mut sandbox = sandbox(&allow_only_visio());
         assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
         sandbox
             .apply(&allow_only_visio().compile())
             .unwrap_or_else(|e| panic!("applying: {e}"));
-        let too_big = error4(ROUTER, FINANCE_HOST, FRAG_NEEDED, &to_visio);
-        assert_eq!(
-            run(&mut sandbox, Hook::TcReply, &too_big),
-            Outcome::Drop,
-            "{hook:?}: before the flow's next packet"
-        );
-        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
         assert_eq!(
             run(&mut sandbox, Hook::TcReply, &too_big),
             Outcome::Pass,
-            "{hook:?}: after it"
+            "{hook:?}: the flow is allowed under the new policy too"
+        );
+
+        // A policy that blocks the flow and allows the router: the error is dropped.
+        let mut sandbox = support::sandbox(&allow_only_visio());
+        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Pass);
+        let before = sandbox.flows();
+        sandbox.drain_events();
+        sandbox
+            .apply(&block_visio.compile())
+            .unwrap_or_else(|e| panic!("applying: {e}"));
+        assert_eq!(
+            run(&mut sandbox, Hook::TcReply, &too_big),
+            Outcome::Drop,
+            "{hook:?}: the flow is blocked under the new policy"
+        );
+        // The entry is the flow's own packets' to change (and to report).
+        assert_eq!(sandbox.flows(), before, "{hook:?}");
+        assert!(sandbox.drain_events().is_empty(), "{hook:?}");
+        assert_eq!(run(&mut sandbox, hook, &to_visio.build()), Outcome::Drop);
+        assert_eq!(
+            sandbox.drain_events().len(),
+            1,
+            "{hook:?}: the flow's own packet"
         );
     }
 }
