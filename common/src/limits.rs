@@ -44,12 +44,13 @@ pub const FLOW_CACHE_CREDIT: u32 = 64;
 /// Bytes of the flow-event ring buffer (a power of two, a multiple of the page size).
 pub const EVENT_RING_BYTES: u32 = 1 << 20;
 /// Unread flow-event bytes at each multiple of which the daemon is woken at once, whatever
-/// `EVENT_WAKE_INTERVAL_NS` says: a burst wakes it 16 times before the ring is full.
+/// `EVENT_WAKE_INTERVAL_NS` says: a burst wakes it 15 times before the ring is full.
 pub const EVENT_WAKE_BYTES: u64 = EVENT_RING_BYTES as u64 / 16;
-/// The least time between two wakeups of the daemon for flow events by one CPU. Waking the
-/// reader costs the writing CPU an interrupt (some 10 µs on a virtual machine): paid on every
-/// event, a flood of new flows would cost more than the packets. An event written without a
-/// wakeup is read at the next wakeup or at the daemon's own poll (`events::writer`).
+/// The least time between two wakeups of the daemon for flow events by one CPU, on the kernel's
+/// coarse clock: in effect once per scheduler tick (4 ms at 250 Hz). Waking the reader costs
+/// the writing CPU an interrupt (some 10 µs on this project's nested virtual machines): paid
+/// on every event, a flood of new flows would cost more than the packets. An event written
+/// without a wakeup is read at the next wakeup or at the daemon's own poll (`events::writer`).
 pub const EVENT_WAKE_INTERVAL_NS: u64 = 1_000_000;
 
 /// Bytes of the payload ring (DNS responses and QUIC Initials for the daemon; a power of two).

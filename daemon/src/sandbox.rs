@@ -313,6 +313,13 @@ impl Sandbox {
         Ok(self.maps.counters()?)
     }
 
+    /// The event ring's descriptor: a test watches the ring's wakeups through it.
+    #[must_use]
+    pub fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.events.as_fd()
+    }
+
     /// The events written since the last call.
     pub fn drain_events(&mut self) -> Vec<FlowEvent> {
         let mut events = Vec::new();

@@ -88,9 +88,11 @@ pub fn event(key: &FlowKey, entry: &FlowEntry, flags: u32, packet_len: u32) {
 
 /// Whether this event wakes the daemon. The ring's own rule wakes it for every event written
 /// while it has read all the others, which is every event when it keeps up: an interrupt per
-/// new flow. Here a CPU wakes it at most once per `EVENT_WAKE_INTERVAL_NS` (so the first event
-/// after a quiet spell is read at once), and whenever the unread bytes reach a multiple of
-/// `EVENT_WAKE_BYTES` (so a burst is read long before the ring fills).
+/// new flow. Here a CPU wakes it at most once per `EVENT_WAKE_INTERVAL_NS` on the coarse clock,
+/// i.e. for its first event of a scheduler tick (read at once; the tick's later ones wait for
+/// the next wakeup or the daemon's poll), and whenever the unread bytes reach a multiple of
+/// `EVENT_WAKE_BYTES` (so a burst is read long before the ring fills). Two CPUs writing at
+/// once may both count a crossing, or neither: the tick and the poll cover that.
 #[inline(always)]
 fn wakeup(now: u64) -> u64 {
     let Some(last) = EVENT_WAKES.get_ptr_mut(0) else {

@@ -24,6 +24,10 @@ use crate::metrics::Metrics;
 /// 10,000).
 const LAST_DRAIN: usize = 1 << 16;
 
+/// Records read at most before the writer's loop looks at its other duties (the stop, closing
+/// aggregation windows): under a flood faster than it reads, the ring never empties.
+const READ_BATCH: usize = 4096;
+
 /// How long a stopping daemon waits for the sink to take the event writer's last lines.
 const EVENTS_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -34,14 +38,17 @@ const STALL: Duration = Duration::from_secs(1);
 const SINK_FULL_PAUSE: Duration = Duration::from_millis(10);
 
 /// How often the ring is read whether or not the kernel woke the writer: the programs wake it
-/// at most once a millisecond per CPU (`limits::EVENT_WAKE_INTERVAL_NS`), so an event written
-/// right after a wakeup, with none after it, waits for this poll.
+/// for a CPU's first event of a scheduler tick (`limits::EVENT_WAKE_INTERVAL_NS`), so the
+/// tick's later events, with none after them, wait for this poll; so does an event another CPU
+/// was still writing when a wakeup's read reached it.
 const POLL: Duration = Duration::from_millis(50);
 
 /// How a read of the ring ended.
 enum Drained {
-    /// The ring is empty, or the limit was reached.
+    /// The ring is empty.
     All,
+    /// The limit was reached: the ring may hold more.
+    More,
     /// The sink's queue is full: the rest waits in the ring.
     SinkFull,
 }
@@ -102,6 +109,7 @@ impl EventWriter {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut full_since = None;
+        let mut behind = false;
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
@@ -109,17 +117,24 @@ impl EventWriter {
                     match self.read(guard.get_inner_mut(), &mut full_since) {
                         Err(e) => return error!("{e}; events are no longer written"),
                         Ok(Drained::All) => guard.clear_ready(),
+                        // Still ready: the next turn of the loop reads on, after a look at
+                        // the stop and the windows.
+                        Ok(Drained::More) => {}
                         Ok(Drained::SinkFull) => {
                             drop(guard);
                             tokio::time::sleep(SINK_FULL_PAUSE).await;
                         }
                     }
                 }
-                _ = poll.tick() => {
-                    if let Err(e) = self.read(ring.get_mut(), &mut full_since) {
-                        return error!("{e}; events are no longer written");
+                // The poll, or a read that stopped at its batch: read on, whatever the
+                // ring's readiness says.
+                () = async {}, if behind => {
+                    match self.read(ring.get_mut(), &mut full_since) {
+                        Err(e) => return error!("{e}; events are no longer written"),
+                        Ok(drained) => behind = matches!(drained, Drained::More),
                     }
                 }
+                _ = poll.tick() => behind = true,
                 _ = tick.tick() => {
                     let summaries = self.aggregator.expire(Instant::now());
                     self.send_summaries(&summaries);
@@ -149,9 +164,9 @@ impl EventWriter {
         full_since: &mut Option<Instant>,
     ) -> Result<Drained, NamerPoisoned> {
         let stalled = full_since.is_some_and(|t| t.elapsed() >= STALL);
-        let drained = self.drain_at_most(ring, usize::MAX, !stalled)?;
+        let drained = self.drain_at_most(ring, READ_BATCH, !stalled)?;
         match drained {
-            Drained::All => *full_since = None,
+            Drained::All | Drained::More => *full_since = None,
             Drained::SinkFull => {
                 full_since.get_or_insert_with(Instant::now);
             }
@@ -166,8 +181,7 @@ impl EventWriter {
         }
     }
 
-    /// Reads at most `limit` records: the last read, at a stop, must end even under a flood of
-    /// new flows. With `wait_for_room`, stops while the sink's queue is full (the records wait
+    /// Reads at most `limit` records: a read must end even under a flood of new flows. With `wait_for_room`, stops while the sink's queue is full (the records wait
     /// in the ring) and says so.
     fn drain_at_most(
         &mut self,
@@ -180,7 +194,7 @@ impl EventWriter {
                 return Ok(Drained::SinkFull);
             }
             let Some(item) = ring.next() else {
-                break;
+                return Ok(Drained::All);
             };
             let Some(event) = super::decode(&item) else {
                 continue;
@@ -195,7 +209,7 @@ impl EventWriter {
                 self.send(&record);
             }
         }
-        Ok(Drained::All)
+        Ok(Drained::More)
     }
 
     fn send(&mut self, record: &FlowRecord) {
