@@ -178,7 +178,9 @@ fn holder(lock: &Path) -> Option<u32> {
         .and_then(|text| text.trim().parse().ok())
 }
 
-fn state_path(pin_dir: &Path) -> PathBuf {
+/// Where the daemon's state for `pin_dir` is kept.
+#[must_use]
+pub fn state_path(pin_dir: &Path) -> PathBuf {
     // bpffs accepts only directories, pins and symlinks: the state lives beside it, in /run,
     // keyed by the pin directory, so that each pin directory has its own.
     let key: String = pin_dir

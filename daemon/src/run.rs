@@ -211,6 +211,16 @@ impl Daemon {
             info!("the policy is unchanged; the generation in force stays");
             return Ok(());
         }
+        // The numbering is saved before the kernel holds it. It keeps every number the one in
+        // force gave, so it is true whether the swap then succeeds or not; saved after, a
+        // daemon killed in between would leave numbers in the kernel that the next one does
+        // not know, and may give to other names. A state that cannot be saved refuses the
+        // policy: the running one stays.
+        self.state.service_numbering = Some(policy.numbering_after(previous.as_deref()));
+        self.state.group_numbering = Some(policy.group_numbering());
+        self.state.rule_numbering = Some(policy.rule_numbering());
+        pins::write_state(&self.pin_dir, &self.state)
+            .context("saving the policy's numbering before it goes into the kernel")?;
         let policy = Arc::new(policy);
         let namer = Arc::clone(&self.namer);
         let for_events = Arc::clone(&policy);
@@ -234,11 +244,14 @@ impl Daemon {
             .applied(generation, Arc::clone(&policy), catalog);
         self.state.daemon_pid = Some(std::process::id());
         self.state.policy_digest = Some(policy.digest.clone());
-        self.state.service_numbering = Some(policy.numbering_after(previous.as_deref()));
-        self.state.group_numbering = Some(policy.group_numbering());
-        self.state.rule_numbering = Some(policy.rule_numbering());
         self.state.policy_source = Some(self.source.describe());
-        pins::write_state(&self.pin_dir, &self.state)?;
+        // The policy is in force whatever happens here: a failure is no failed reload.
+        if let Err(e) = pins::write_state(&self.pin_dir, &self.state) {
+            warn!(
+                "the policy is in force, but the daemon's state was not saved ({e}): \
+                 `vigie status` shows the previous policy's digest and source until a later save"
+            );
+        }
         info!(
             generation,
             digest = %policy.digest,

@@ -102,5 +102,11 @@ impl Drop for PinDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => crate::report::warn(format_args!("removing {}: {e}", self.path.display())),
         }
+        // The daemon keeps its state and its claim on the directory outside bpffs, keyed by
+        // the directory: they go with it (a test that ends without `vigie detach` left them).
+        let state = vigie::pins::state_path(&self.path);
+        for file in [state.with_extension("lock"), state] {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }

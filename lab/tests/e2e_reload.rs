@@ -281,3 +281,82 @@ fn counts_stay_with_their_rule_when_a_rule_is_inserted_before_it() {
         "{restarted:?}"
     );
 }
+
+/// A directory where a file is to be written, removed when dropped (also by a failing test).
+struct InTheWay(std::path::PathBuf);
+
+impl InTheWay {
+    fn at(path: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(path.join("in-the-way")).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for InTheWay {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The daemon saves a policy's numbering before the policy goes into the kernel: when it cannot
+/// (here the state's temporary file is a directory), the policy is refused and the running one
+/// stays, in the kernel and in the log's words. Saved after the swap, the same failure left
+/// the new policy in force under a log line saying that the running policy stayed.
+#[test]
+fn a_policy_whose_numbering_cannot_be_saved_is_refused() {
+    if !vigie_lab::privilege::privileged("a_policy_whose_numbering_cannot_be_saved_is_refused") {
+        return;
+    }
+    let vigie = vigie_lab::bins::vigie(Some(Path::new(PEER))).unwrap_or_else(|e| panic!("{e:#}"));
+    let lab = Lab::new(Path::new(PEER), vigie).unwrap();
+    let policy = PolicyDir::write(Mode::Monitor).unwrap();
+    let daemon = lab.start_vigie(Hook::Xdp, Some(policy.path())).unwrap();
+    let generation = daemon.status().unwrap().generation;
+    let tcp = |timeout| lab.specs(&BLOCKED_SERVICES, &[Proto::Tcp], timeout);
+
+    // `pins::write_state` writes `<state>.json.tmp`, then renames it.
+    let blocker =
+        InTheWay::at(vigie::pins::state_path(daemon.pin_dir()).with_extension("json.tmp"));
+    let text = std::fs::read_to_string(policy.path().join("policy.toml")).unwrap();
+    let enforcing = text.replace("mode = \"monitor\"", "mode = \"enforce\"");
+    assert_ne!(text, enforcing);
+    save(policy.path(), &enforcing);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon
+        .log()
+        .contains("reload failed, the running policy stays")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no failure logged:\n{}",
+            daemon.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = daemon.log();
+    assert!(log.contains("saving the policy's numbering"), "{log}");
+    assert_eq!(daemon.status().unwrap().generation, generation, "{log}");
+    let monitored = lab.probe(&tcp(PASS_TIMEOUT));
+    let failed = peer::unexpected(&monitored, true);
+    assert!(
+        failed.is_empty(),
+        "the refused policy blocks:\n{}",
+        failed.join("\n")
+    );
+
+    // Out of the way, the same file saved again is applied.
+    drop(blocker);
+    save(policy.path(), &enforcing);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.status().unwrap().generation == generation {
+        assert!(
+            Instant::now() < deadline,
+            "not applied once the state could be saved:\n{}",
+            daemon.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let enforced = lab.probe(&tcp(BLOCK_TIMEOUT));
+    let failed = peer::unexpected(&enforced, false);
+    assert!(failed.is_empty(), "not enforcing:\n{}", failed.join("\n"));
+}
