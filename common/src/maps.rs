@@ -25,11 +25,12 @@ pub const STUN_ATTRS: &str = "STUN_ATTRS";
 pub const DECIDING: &str = "DECIDING";
 pub const PAYLOADS: &str = "PAYLOADS";
 pub const LEARNED: &str = "LEARNED";
+pub const LEARNED_FILTER: &str = "LEARNED_FILTER";
 pub const RESOLVERS: &str = "RESOLVERS";
 pub const PORT_SIGNALS: &str = "PORT_SIGNALS";
 
 /// Every map, in the order the daemon pins them.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 28] = [
     ACTIVE_POLICY,
     SETTINGS,
     RULES,
@@ -55,6 +56,7 @@ pub const ALL: [&str; 27] = [
     DECIDING,
     PAYLOADS,
     LEARNED,
+    LEARNED_FILTER,
     RESOLVERS,
     PORT_SIGNALS,
 ];

@@ -95,6 +95,7 @@ pub struct DatapathMaps {
     port_signals: BpfHashMap<MapData, PortKey, u32>,
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     learned: BpfHashMap<MapData, LearnedKey, LearnedEndpoint>,
+    learned_filter: aya::maps::Array<MapData, u64>,
     counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
     counter_cache: PerCpuArray<MapData, CounterRow>,
     parse_failures: PerCpuArray<MapData, u64>,
@@ -162,6 +163,7 @@ impl DatapathMaps {
             port_signals: typed!(ebpf, names::PORT_SIGNALS),
             flows: typed!(ebpf, names::FLOWS),
             learned: typed!(ebpf, names::LEARNED),
+            learned_filter: typed!(ebpf, names::LEARNED_FILTER),
             counters: typed!(ebpf, names::COUNTERS),
             counter_cache: typed!(ebpf, names::COUNTER_CACHE),
             parse_failures: typed!(ebpf, names::PARSE_FAILURES),
@@ -178,9 +180,18 @@ impl DatapathMaps {
     /// A learner with its own handles on the flow and learned tables (see `learning`): it
     /// runs beside the policy writer, in another task.
     pub fn learner(&self) -> Result<crate::learning::Learner, MapsError> {
+        use aya::maps::IterableMap as _;
+        use std::os::fd::AsFd as _;
+        let filter = reopen(
+            self.learned_filter.map().fd().as_fd(),
+            names::LEARNED_FILTER,
+        )?
+        .try_into()
+        .map_err(map_err(names::LEARNED_FILTER))?;
         Ok(crate::learning::Learner::new(
             duplicate(&self.flows, names::FLOWS)?,
             duplicate(&self.learned, names::LEARNED)?,
+            crate::learning::LearnedFilter::open(filter).map_err(map_err(names::LEARNED_FILTER))?,
         ))
     }
 

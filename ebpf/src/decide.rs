@@ -5,7 +5,7 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use vigie_common::{
     action::{evidence, rule as rule_no},
     flow::FlowKey,
-    learned::LearnedKey,
+    learned::{self, LearnedKey},
     limits,
     matching::{Subject, matches},
     policy::{
@@ -16,8 +16,8 @@ use vigie_common::{
 };
 
 use crate::maps::{
-    DECIDING, DESTINATIONS, DST_V4_8, DST_V4_24, DST_V6, LEARNED, PORT_SIGNALS, RESOLVERS, RULES,
-    SCRATCH, SRC_V4, SRC_V6,
+    DECIDING, DESTINATIONS, DST_V4_8, DST_V4_24, DST_V6, LEARNED, LEARNED_FILTER, PORT_SIGNALS,
+    RESOLVERS, RULES, SCRATCH, SRC_V4, SRC_V6,
 };
 
 /// What the address table (or DNS) says of the remote side.
@@ -42,6 +42,11 @@ pub extern "C" fn vigie_learned(slot: u64) -> u64 {
     };
     // SAFETY: this CPU's scratch entry, valid for the program run.
     let key = unsafe { &*key };
+    // Most addresses were never learned: the filter says so without the table's lookup.
+    let (word, bit) = learned::filter_position(slot as u32, key.family, &key.remote);
+    if LEARNED_FILTER.get(word).is_none_or(|w| *w & bit == 0) {
+        return 0;
+    }
     let learned_key = LearnedKey {
         slot: (slot & 1) as u8,
         family: key.family,

@@ -11,7 +11,7 @@ use vigie_common::{
     answer::Frame,
     counters::{CounterKey, CounterRow, CounterValue, parse_failure, stat},
     flow::{CachedFlow, FlowEntry, FlowKey},
-    learned::{LearnedEndpoint, LearnedKey},
+    learned::{self, LearnedEndpoint, LearnedKey},
     limits,
     policy::{
         ActivePolicy, DST_V4_BLOCKS_PER_SLOT, Destination, DstV4Block, DstV4Group, PrefixV4,
@@ -139,6 +139,12 @@ pub static PAYLOADS: RingBuf = RingBuf::with_byte_size(limits::PAYLOAD_RING_BYTE
 #[map]
 pub static LEARNED: LruHashMap<LearnedKey, LearnedEndpoint> =
     LruHashMap::with_max_entries(limits::LEARNED_CAPACITY, 0);
+
+/// The filter in front of `LEARNED`: a set bit means an address of it may be there (see
+/// `vigie_common::learned::filter_position`).
+#[map]
+pub static LEARNED_FILTER: Array<u64> =
+    Array::with_max_entries(limits::SLOTS * learned::FILTER_WORDS, 0);
 
 /// Well-known encrypted DNS resolvers (the key's slot is 0): flows to them are counted.
 #[map]

@@ -275,6 +275,19 @@ fn learned_addresses_expire_and_survive_a_policy_swap() {
     run(&mut sandbox, Hook::TcReply, &answer_frame(&dns));
     let expires = sandbox.learner().endpoints().next().unwrap().1.expires_ns;
     let now = monotonic_ns();
+    // The filter in front of the kernel's table lets packets look the address up: in the slot
+    // in force, and in no slot once it expired.
+    let slots_holding = |sandbox: &Sandbox| -> Vec<u32> {
+        (0..2)
+            .filter(|&slot| {
+                sandbox
+                    .learner()
+                    .filter_holds(slot, UNKNOWN_HOST.into())
+                    .unwrap_or_else(|e| panic!("reading the filter: {e}"))
+            })
+            .collect()
+    };
+    assert_eq!(slots_holding(&sandbox).len(), 1);
     assert!(
         expires > now + 55_000_000_000 && expires <= now + 60_000_000_000,
         "{expires} {now}"
@@ -290,9 +303,15 @@ fn learned_addresses_expire_and_survive_a_policy_swap() {
         ),
         Outcome::Drop
     );
+    assert_eq!(
+        slots_holding(&sandbox),
+        [0, 1],
+        "both slots hold it after the swap"
+    );
     // Past its expiry the address is forgotten, in the daemon and the kernel.
     sandbox.sweep(expires);
     assert_eq!(sandbox.learner().learned_count(), 0);
+    assert_eq!(slots_holding(&sandbox), [0u32; 0], "its bit outlived it");
     assert_eq!(
         run(
             &mut sandbox,

@@ -14,6 +14,7 @@
 //! each packet), so that both learn exactly alike.
 
 pub mod dns;
+mod filter;
 pub mod names;
 pub mod quic;
 pub mod record;
@@ -36,6 +37,7 @@ use vigie_common::{
 };
 
 use crate::compiled::CompiledPolicy;
+pub use filter::LearnedFilter;
 use quic::{InitialReader, Progress};
 use table::{Change, LearnedTable};
 
@@ -92,6 +94,7 @@ struct Written {
 pub struct Learner {
     flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
     learned: BpfHashMap<MapData, LearnedKey, LearnedEndpoint>,
+    filter: LearnedFilter,
     active: Option<Written>,
     table: LearnedTable,
     /// The addresses written in each slot, to clear a slot before it is written again.
@@ -99,24 +102,30 @@ pub struct Learner {
     quic: HashMap<FlowKey, (InitialReader, u64)>,
     /// Whether the kernel table was read once (what an earlier daemon left there).
     adopted: bool,
+    /// Addresses left the table since the last sweep other than by expiry.
+    evicted_since_sweep: bool,
     pub stats: LearningStats,
 }
 
 impl Learner {
-    /// A learner over its own handles on the flow and learned tables.
+    /// A learner over its own handles on the flow and learned tables and the learned
+    /// table's filter.
     #[must_use]
     pub fn new(
         flows: BpfHashMap<MapData, FlowKey, FlowEntry>,
         learned: BpfHashMap<MapData, LearnedKey, LearnedEndpoint>,
+        filter: LearnedFilter,
     ) -> Self {
         Self {
             flows,
             learned,
+            filter,
             active: None,
             table: LearnedTable::default(),
             in_slot: [BTreeSet::new(), BTreeSet::new()],
             quic: HashMap::new(),
             adopted: false,
+            evicted_since_sweep: false,
             stats: LearningStats::default(),
         }
     }
@@ -158,6 +167,12 @@ impl Learner {
         }
     }
 
+    /// Whether the kernel's filter lets a packet of `slot` look `addr` up in the learned
+    /// table (a set bit: maybe learned; clear: certainly not).
+    pub fn filter_holds(&self, slot: u32, addr: IpAddr) -> Result<bool, aya::maps::MapError> {
+        self.filter.holds(slot, addr)
+    }
+
     /// Learned endpoints kept now.
     #[must_use]
     pub fn learned_count(&self) -> usize {
@@ -182,6 +197,10 @@ impl Learner {
         self.stats.addresses_evicted += gone.len() as u64;
         for addr in std::mem::take(&mut self.in_slot[slot as usize]) {
             let _ = self.learned.remove(&learned_key(slot, addr));
+        }
+        // The slot is not the one packets read: its filter is cleared, then set anew below.
+        if self.filter.rebuild(slot, &BTreeSet::new()).is_err() {
+            self.stats.kernel_writes_failed += 1;
         }
         let written = Written { slot, policy };
         let entries: Vec<(IpAddr, String, u64)> = self
@@ -211,11 +230,26 @@ impl Learner {
     /// Removes what expired at `now_ns` (`CLOCK_MONOTONIC`), here and in the kernel, and
     /// forgets QUIC readers left without news.
     pub fn sweep(&mut self, now_ns: u64) {
+        let mut expired = false;
         for addr in self.table.expire(now_ns) {
+            expired = true;
             self.stats.addresses_expired += 1;
             for slot in 0..2 {
                 if self.in_slot[slot].remove(&addr) {
                     let _ = self.learned.remove(&learned_key(slot as u32, addr));
+                }
+            }
+        }
+        // Also after evictions (by `dns_max_entries`), which leave their bits until here.
+        if expired || self.evicted_since_sweep {
+            self.evicted_since_sweep = false;
+            for slot in 0..2 {
+                if self
+                    .filter
+                    .rebuild(slot, &self.in_slot[slot as usize])
+                    .is_err()
+                {
+                    self.stats.kernel_writes_failed += 1;
                 }
             }
         }
@@ -285,6 +319,7 @@ impl Learner {
                 } = change
                 {
                     self.stats.addresses_evicted += 1;
+                    self.evicted_since_sweep = true;
                     for slot in 0..2 {
                         if self.in_slot[slot].remove(&victim) {
                             let _ = self.learned.remove(&learned_key(slot as u32, victim));
@@ -319,6 +354,11 @@ impl Learner {
             pad: 0,
             expires_ns,
         };
+        // The bit before the entry: a packet that finds the entry finds its bit.
+        if self.filter.mark(written.slot, addr).is_err() {
+            self.stats.kernel_writes_failed += 1;
+            return false;
+        }
         if self
             .learned
             .insert(&learned_key(written.slot, addr), &value, 0)
