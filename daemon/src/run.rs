@@ -95,9 +95,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
     // Maps pinned by an earlier daemon are adopted with what they hold; otherwise they are new.
     let fresh = !pins::maps_pinned(&pin_dir)?;
+    // The state is saved before each policy goes into the kernel: a place where it cannot be
+    // saved is found now, before any program is attached.
+    let mut state = pins::read_state(&pin_dir)?.unwrap_or_default();
+    pins::write_state(&pin_dir, &state).context("saving the daemon's state")?;
     info!(pin_dir = %pin_dir.display(), "loading the datapath");
     let mut ebpf = loader::load(Some(&pin_dir), failure).context("loading the datapath")?;
-    let mut state = pins::read_state(&pin_dir)?.unwrap_or_default();
     for iface in &args.ifaces {
         for (attachment, adopted) in loader::attach(&mut ebpf, &pin_dir, iface, args.hook)? {
             let verb = if adopted { "adopted" } else { "attached" };
@@ -216,11 +219,14 @@ impl Daemon {
         // daemon killed in between would leave numbers in the kernel that the next one does
         // not know, and may give to other names. A state that cannot be saved refuses the
         // policy: the running one stays.
+        let numbering_in_force = Numberings::of(&self.state);
         self.state.service_numbering = Some(policy.numbering_after(previous.as_deref()));
         self.state.group_numbering = Some(policy.group_numbering());
         self.state.rule_numbering = Some(policy.rule_numbering());
-        pins::write_state(&self.pin_dir, &self.state)
-            .context("saving the policy's numbering before it goes into the kernel")?;
+        if let Err(e) = pins::write_state(&self.pin_dir, &self.state) {
+            numbering_in_force.restore(&mut self.state);
+            return Err(e).context("saving the policy's numbering before it goes into the kernel");
+        }
         let policy = Arc::new(policy);
         let namer = Arc::clone(&self.namer);
         let for_events = Arc::clone(&policy);
@@ -237,8 +243,18 @@ impl Daemon {
                 if let Ok(mut learner) = learner.lock() {
                     learner.policy_written(slot, for_learner);
                 }
-            })
-            .context("writing the policy into the kernel")?;
+            });
+        let generation = match generation {
+            Ok(generation) => generation,
+            Err(e) => {
+                // When numbers ran out (the warnings above), this policy's numbering gives some
+                // numbers to other names: kept, it would misname what the kernel holds under
+                // the policy still in force.
+                numbering_in_force.restore(&mut self.state);
+                let _ = pins::write_state(&self.pin_dir, &self.state);
+                return Err(e).context("writing the policy into the kernel");
+            }
+        };
         self.current = Some(Arc::clone(&policy));
         self.metrics
             .applied(generation, Arc::clone(&policy), catalog);
@@ -335,6 +351,29 @@ impl Daemon {
                 error!("reload refused, the running policy stays:\n{errors}");
             }
         }
+    }
+}
+
+/// The numberings a state holds, kept to be put back when a policy does not go in.
+struct Numberings {
+    services: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    rules: Option<Vec<String>>,
+}
+
+impl Numberings {
+    fn of(state: &pins::State) -> Self {
+        Self {
+            services: state.service_numbering.clone(),
+            groups: state.group_numbering.clone(),
+            rules: state.rule_numbering.clone(),
+        }
+    }
+
+    fn restore(self, state: &mut pins::State) {
+        state.service_numbering = self.services;
+        state.group_numbering = self.groups;
+        state.rule_numbering = self.rules;
     }
 }
 

@@ -66,6 +66,7 @@ pub fn sweep_stale_pin_dirs() {
         if is_stale(&name, PIN_DIR_PREFIX) {
             crate::report::warn(format_args!("removing pin directory {name} of a dead lab"));
             let _ = std::fs::remove_dir_all(entry.path());
+            remove_daemon_files(&entry.path());
         }
     }
 }
@@ -102,11 +103,15 @@ impl Drop for PinDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => crate::report::warn(format_args!("removing {}: {e}", self.path.display())),
         }
-        // The daemon keeps its state and its claim on the directory outside bpffs, keyed by
-        // the directory: they go with it (a test that ends without `vigie detach` left them).
-        let state = vigie::pins::state_path(&self.path);
-        for file in [state.with_extension("lock"), state] {
-            let _ = std::fs::remove_file(file);
-        }
+        remove_daemon_files(&self.path);
+    }
+}
+
+/// The daemon keeps its state and its claim on a pin directory outside bpffs, keyed by the
+/// directory: they go with it (a test that ends without `vigie detach` left them).
+fn remove_daemon_files(pin_dir: &Path) {
+    let state = vigie::pins::state_path(pin_dir);
+    for file in [state.with_extension("lock"), state] {
+        let _ = std::fs::remove_file(file);
     }
 }
