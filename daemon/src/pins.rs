@@ -167,7 +167,8 @@ pub fn claimant(pin_dir: &Path) -> Option<Option<u32>> {
 }
 
 /// The claim's file, beside the state file.
-fn lock_path(pin_dir: &Path) -> PathBuf {
+#[must_use]
+pub fn lock_path(pin_dir: &Path) -> PathBuf {
     state_path(pin_dir).with_extension("lock")
 }
 

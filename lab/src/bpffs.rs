@@ -110,8 +110,10 @@ impl Drop for PinDir {
 /// The daemon keeps its state and its claim on a pin directory outside bpffs, keyed by the
 /// directory: they go with it (a test that ends without `vigie detach` left them).
 fn remove_daemon_files(pin_dir: &Path) {
-    let state = vigie::pins::state_path(pin_dir);
-    for file in [state.with_extension("lock"), state] {
+    for file in [
+        vigie::pins::lock_path(pin_dir),
+        vigie::pins::state_path(pin_dir),
+    ] {
         let _ = std::fs::remove_file(file);
     }
 }
